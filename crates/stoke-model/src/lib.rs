@@ -1,0 +1,44 @@
+//! Plain types shared by every stoke crate.
+//!
+//! Design constraints: no I/O, no `unsafe`, no dependencies. Everything here is
+//! a value that crosses a crate boundary: process and thread ids, the kinds of
+//! address (absolute in a process, or relative to a file), the mappings that
+//! relate them, and the register file a sampler captures for the unwinder.
+#![forbid(unsafe_code)]
+
+mod address;
+mod mapping;
+mod regs;
+
+pub use address::{Avma, FileOffset, FrameAddress};
+pub use mapping::{BuildId, Mapping, MappingKind, ModuleKey};
+pub use regs::{DwarfReg, Registers};
+
+use std::fmt;
+
+/// A process id (the thread-group id), as the kernel of the profiling side sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pid(pub u32);
+
+/// A thread id (the kernel's task id).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Tid(pub u32);
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl fmt::Display for Tid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl From<Pid> for Tid {
+    /// The main thread of a process has the process's id.
+    fn from(pid: Pid) -> Tid {
+        Tid(pid.0)
+    }
+}

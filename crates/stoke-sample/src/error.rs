@@ -1,0 +1,49 @@
+//! Errors of targets and samplers. Each keeps the errno and says what to do.
+
+use std::io;
+
+use stoke_model::Pid;
+
+/// Why attaching, launching or sampling failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SampleError {
+    /// The pid names no process.
+    #[error("no process with pid {0}")]
+    NoSuchProcess(Pid),
+    /// The command was not found on PATH (or the path does not exist).
+    #[error("command not found: {0}")]
+    CommandNotFound(String),
+    /// The command exists but could not be executed.
+    #[error("cannot run {command}: {source}")]
+    Exec {
+        /// The command.
+        command: String,
+        /// The errno of `execve`.
+        source: io::Error,
+    },
+    /// The kernel refused perf events for lack of permission.
+    /// The message names the current `perf_event_paranoid` and the remedy.
+    #[error("{message}")]
+    PermissionDenied {
+        /// The full explanation with the remedy.
+        message: String,
+        /// The errno (EACCES or EPERM).
+        source: io::Error,
+    },
+    /// The requested counter does not exist on this machine (e.g. no PMU).
+    #[error("{event} is not supported on this machine: {source}")]
+    EventNotSupported {
+        /// The event name.
+        event: &'static str,
+        /// The errno (ENOENT, EOPNOTSUPP, ENODEV).
+        source: io::Error,
+    },
+    /// Another system call failed.
+    #[error("{call}: {source}")]
+    Sys {
+        /// What was being done, e.g. `perf_event_open(pid 42, cpu 1)`.
+        call: String,
+        /// The errno.
+        source: io::Error,
+    },
+}

@@ -1,0 +1,139 @@
+//! Targets and samplers.
+//!
+//! This crate owns everything that touches the target process: starting a
+//! command stopped and releasing it at `exec`, attaching to a running pid,
+//! discovering its threads and mappings through `/proc`, and sampling it with
+//! `perf_event_open` and its ring buffers.
+//!
+//! Design constraints:
+//! - It emits plain [`Event`]s and knows nothing of unwinding, symbols or
+//!   profiles. A later ptrace sampler emits the same events.
+//! - All `unsafe` lives in `sys/`, one module per syscall family, behind RAII
+//!   guards (file descriptors, ring-buffer mappings).
+//! - Errors keep the errno and say what to change ([`SampleError`]).
+//! - Nothing here may leave the target stopped, traced or killed: dropping a
+//!   sampler closes its events and the target runs on untouched.
+
+mod error;
+mod event;
+pub mod procfs;
+mod sys;
+mod target;
+
+pub use error::SampleError;
+pub use event::{Event, Sample, StackBytes};
+pub use target::{Child, CommandSpec};
+
+use std::time::Duration;
+
+use stoke_model::Pid;
+
+/// Which counter drives sampling.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum EventChoice {
+    /// Hardware cycles where the machine has a PMU, else cpu-clock.
+    #[default]
+    Auto,
+    /// The `cpu-clock` software event (works everywhere, also in VMs).
+    CpuClock,
+    /// The hardware `cycles` event; an error where there is no PMU.
+    Cycles,
+}
+
+/// What stack information each sample carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackCapture {
+    /// The kernel's callchain only: kernel frames, then user frames walked
+    /// by frame pointers.
+    Callchain,
+    /// The callchain plus the user registers and a copy of the top `size`
+    /// bytes of the user stack, for DWARF unwinding in user space.
+    RegsAndStack {
+        /// Bytes of user stack copied per sample (rounded to 8, at most 65528).
+        size: u32,
+    },
+}
+
+/// Options of a sampler.
+#[derive(Clone, Debug)]
+pub struct SamplerOptions {
+    /// Samples per second per thread running on a CPU.
+    pub frequency: u32,
+    /// The counter to sample on.
+    pub event: EventChoice,
+    /// Whether to include kernel frames in callchains.
+    pub kernel: bool,
+    /// What stacks to capture.
+    pub stack: StackCapture,
+    /// Data pages per ring buffer (a power of two).
+    pub ring_pages: usize,
+}
+
+impl Default for SamplerOptions {
+    fn default() -> Self {
+        SamplerOptions {
+            frequency: 999,
+            event: EventChoice::Auto,
+            kernel: true,
+            stack: StackCapture::Callchain,
+            ring_pages: 256,
+        }
+    }
+}
+
+/// What a call to [`Sampler::poll`] saw besides events.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PollOutcome {
+    /// The target process (the attached pid, or the launched command's
+    /// direct child) has exited; drain and stop.
+    pub target_exited: bool,
+}
+
+/// A source of events about a target.
+pub trait Sampler {
+    /// Waits up to `timeout` (forever if `None`) for events or the target's
+    /// exit, and hands every event read to `sink`. Returns early when
+    /// interrupted by a signal (with no error), so callers can check flags.
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut dyn FnMut(Event),
+    ) -> Result<PollOutcome, SampleError>;
+
+    /// Stops sampling (disables every event) and hands the events still
+    /// buffered to `sink`. After this the target runs unobserved.
+    fn finish(&mut self, sink: &mut dyn FnMut(Event)) -> Result<(), SampleError>;
+
+    /// A one-line description of what is sampled and why, e.g.
+    /// `cpu-clock at 999 Hz (no hardware PMU: cycles not supported)`.
+    fn description(&self) -> String;
+
+    /// The pid sampled (the attached process or the launched command).
+    fn target(&self) -> Pid;
+}
+
+/// The perf-events sampler.
+pub struct PerfSampler {
+    _private: (),
+}
+
+impl PerfSampler {
+    /// Attaches to every thread of a running process, and to threads it
+    /// creates later. Emits [`Event::Comm`] and [`Event::Mmap`] events for the
+    /// existing threads and mappings (read from `/proc`) first.
+    pub fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, SampleError> {
+        let _ = (pid, options);
+        todo!()
+    }
+
+    /// Starts a command stopped, arms events that enable at its `exec` and
+    /// follow its threads, forks and execs, then lets it run. Its first
+    /// instruction is sampled.
+    pub fn launch(
+        command: &CommandSpec,
+        options: &SamplerOptions,
+    ) -> Result<(PerfSampler, Child), SampleError> {
+        let _ = (command, options);
+        todo!()
+    }
+}

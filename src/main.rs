@@ -1,0 +1,3 @@
+//! The `stoke` command line.
+
+fn main() {}
