@@ -1,8 +1,10 @@
 //! Folded stacks: `root;caller;leaf count`, one line per unique stack.
+//! The format is described on [`write_folded`].
 
-use std::io;
+use std::collections::BTreeMap;
+use std::io::{self, Write};
 
-use crate::Profile;
+use crate::{Frame, FrameKind, Metadata, Profile, Thread};
 
 /// Options of the folded writer.
 #[derive(Clone, Debug, Default)]
@@ -29,15 +31,208 @@ pub enum FoldedError {
     Io(#[from] io::Error),
 }
 
-/// Writes a profile as folded stacks: the process name as the root frame,
-/// kernel frames suffixed `_[k]`, lines sorted, counts summed.
-pub fn write_folded(profile: &Profile, options: &FoldedOptions, out: &mut dyn io::Write) -> io::Result<()> {
-    let _ = (profile, options, out);
-    todo!()
+const KERNEL_SUFFIX: &str = "_[k]";
+const JIT_SUFFIX: &str = "_[j]";
+
+/// Appends `name` to `out`, with `;` replaced by `:` and line breaks by
+/// spaces.
+fn push_sanitized(out: &mut String, name: &str) {
+    out.extend(name.chars().map(|c| match c {
+        ';' => ':',
+        '\n' | '\r' => ' ',
+        c => c,
+    }));
 }
 
-/// Reads folded stacks (`_[k]` frames become kernel frames).
+/// The folded text of one frame.
+fn frame_text(frame: &Frame) -> String {
+    let mut text = String::with_capacity(frame.name.len() + KERNEL_SUFFIX.len());
+    push_sanitized(&mut text, &frame.name);
+    match frame.kind {
+        FrameKind::Kernel => text.push_str(KERNEL_SUFFIX),
+        FrameKind::Jit => text.push_str(JIT_SUFFIX),
+        FrameKind::User | FrameKind::Inline | FrameKind::Marker => {}
+    }
+    text
+}
+
+/// The frames written above a thread's stacks: the process name, then with
+/// `per_thread` the thread label. Each is followed by `;`.
+fn thread_prefix(thread: &Thread, per_thread: bool) -> String {
+    let mut prefix = String::new();
+    if let Some(process) = &thread.process_name {
+        push_sanitized(&mut prefix, process);
+        prefix.push(';');
+    }
+    let unknown = thread.tid == 0 && thread.process_name.is_none() && thread.thread_name.is_none();
+    if per_thread && !unknown {
+        let name = thread
+            .thread_name
+            .as_deref()
+            .or(thread.process_name.as_deref())
+            .unwrap_or("thread");
+        push_sanitized(&mut prefix, name);
+        prefix.push_str(&format!("-{};", thread.tid));
+    }
+    prefix
+}
+
+/// Every folded stack (without its count) with its summed count, sorted.
+pub(crate) fn folded_stacks(profile: &Profile, per_thread: bool) -> BTreeMap<String, u64> {
+    let frames: Vec<String> = profile.frames().map(|(_, f)| frame_text(f)).collect();
+    let prefixes: Vec<String> = profile
+        .threads()
+        .map(|(_, t)| thread_prefix(t, per_thread))
+        .collect();
+    let mut lines = BTreeMap::new();
+    let mut line = String::new();
+    for (thread, stack, count) in profile.samples() {
+        line.clear();
+        line.push_str(&prefixes[thread.0 as usize]);
+        for (i, frame) in profile.stack_frames(stack).into_iter().enumerate() {
+            if i > 0 {
+                line.push(';');
+            }
+            line.push_str(&frames[frame.0 as usize]);
+        }
+        match lines.get_mut(line.as_str()) {
+            Some(total) => *total = u64::saturating_add(*total, count),
+            None => {
+                lines.insert(line.clone(), count);
+            }
+        }
+    }
+    lines
+}
+
+/// Writes a profile as folded stacks: the process name as the root frame,
+/// kernel frames suffixed `_[k]`, lines sorted, counts summed.
+///
+/// The format (Brendan Gregg's, as read by `flamegraph.pl` and inferno):
+/// frames separated by `;`, root first, then one space and a decimal count.
+///
+/// What is written for each (thread, stack):
+/// - the thread's `process_name` as the root frame, when it has one (profiles
+///   read from folded text have none, so their stacks are written as read);
+/// - with [`FoldedOptions::per_thread`], a second frame `{thread}-{tid}`,
+///   where `{thread}` is the thread name, else the process name, else
+///   `thread` (and no such frame for a thread of which nothing is known:
+///   tid 0 and no names, as in profiles read from folded text);
+/// - the stack's frames, root first: kernel frames as `name_[k]`, JIT frames
+///   as `name_[j]`, all other kinds (user, inline, markers) as the bare name;
+/// - a space and the count.
+///
+/// Lines whose text is the same are summed, and lines are sorted bytewise,
+/// so the same profile always gives the same bytes.
+///
+/// Names cannot break the format: on write, `;` in a name becomes `:`, and
+/// `\n` and `\r` become a space. Names may contain spaces (the count is after
+/// the *last* space of a line).
+///
+/// # Errors
+/// When writing to `out` fails.
+pub fn write_folded(
+    profile: &Profile,
+    options: &FoldedOptions,
+    out: &mut dyn io::Write,
+) -> io::Result<()> {
+    let mut out = io::BufWriter::new(out);
+    for (stack, count) in folded_stacks(profile, options.per_thread) {
+        writeln!(out, "{stack} {count}")?;
+    }
+    out.flush()
+}
+
+/// The frame a folded name stands for: `_[k]` and `_[j]` suffixes give
+/// kernel and JIT frames (without the suffix), anything else a user frame.
+fn parse_frame(text: &str) -> Frame {
+    if let Some(name) = text.strip_suffix(KERNEL_SUFFIX) {
+        Frame::new(name, FrameKind::Kernel)
+    } else if let Some(name) = text.strip_suffix(JIT_SUFFIX) {
+        Frame::new(name, FrameKind::Jit)
+    } else {
+        Frame::new(text, FrameKind::User)
+    }
+}
+
+/// At most 80 characters of a line, for error messages.
+fn excerpt(line: &str) -> String {
+    const MAX: usize = 80;
+    match line.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}...", &line[..end]),
+        None => line.to_owned(),
+    }
+}
+
+/// Splits `frames count` at the last space.
+fn parse_line(line: &str) -> Result<(&str, u64), String> {
+    let expected = || format!("expected \"frame;frame count\", found {:?}", excerpt(line));
+    let (stack, count) = line.rsplit_once(' ').ok_or_else(expected)?;
+    if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(expected());
+    }
+    let count = count
+        .parse()
+        .map_err(|_| format!("count {count:?} is too large"))?;
+    if stack.is_empty() {
+        return Err(format!(
+            "empty stack before the count in {:?}",
+            excerpt(line)
+        ));
+    }
+    Ok((stack, count))
+}
+
+/// Reads folded stacks (`_[k]` frames become kernel frames, `_[j]` JIT
+/// frames, all others user frames).
+///
+/// Every stack goes to one thread with pid 0, tid 0 and no names, so writing
+/// the profile back gives the same lines. Empty (or blank) lines are skipped;
+/// a line's trailing whitespace (and `\r`) is ignored; frames are kept as
+/// written otherwise, spaces included. Input with no stacks at all gives an
+/// empty profile (check [`Profile::is_empty`]), not an error.
+///
+/// # Errors
+/// [`FoldedError::Malformed`], naming `source_name` and the 1-based line, for
+/// a line without a count, with a non-numeric count, with nothing before the
+/// count, or that is not UTF-8; [`FoldedError::Io`] when reading fails.
 pub fn read_folded(input: &mut dyn io::BufRead, source_name: &str) -> Result<Profile, FoldedError> {
-    let _ = (input, source_name);
-    todo!()
+    let mut profile = Profile::new(Metadata::default());
+    let thread = Thread {
+        pid: 0,
+        tid: 0,
+        process_name: None,
+        thread_name: None,
+    };
+    let malformed = |line, message| FoldedError::Malformed {
+        source_name: source_name.to_owned(),
+        line,
+        message,
+    };
+    let mut bytes = Vec::new();
+    let mut line_number = 0;
+    loop {
+        bytes.clear();
+        if input.read_until(b'\n', &mut bytes)? == 0 {
+            break;
+        }
+        line_number += 1;
+        let line = std::str::from_utf8(&bytes)
+            .map_err(|e| malformed(line_number, format!("not UTF-8: {e}")))?
+            .trim_end();
+        if line.trim_start().is_empty() {
+            continue;
+        }
+        let (stack, count) = parse_line(line).map_err(|m| malformed(line_number, m))?;
+        let mut parent = None;
+        for text in stack.split(';') {
+            let frame = profile.intern_frame(parse_frame(text));
+            parent = Some(profile.extend_stack(parent, frame));
+        }
+        if let Some(stack) = parent {
+            let thread = profile.intern_thread(thread.clone());
+            profile.add_sample(thread, stack, count);
+        }
+    }
+    Ok(profile)
 }

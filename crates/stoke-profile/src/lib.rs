@@ -7,11 +7,15 @@
 //! - Writers take an `io::Write` and produce deterministic bytes: the same
 //!   profile gives the same output (sorted folded lines, seeded colours).
 //! - No I/O of its own and no knowledge of how the profile was recorded.
+//! - Names are data, never markup: the folded writer keeps `;` and line
+//!   breaks out of names, and every name in an SVG is XML-escaped.
+
+#![forbid(unsafe_code)]
 
 mod folded;
 mod model;
-mod svg;
 mod summary;
+mod svg;
 
 pub use folded::{read_folded, write_folded, FoldedError, FoldedOptions};
 pub use model::{Frame, FrameId, FrameKind, Metadata, Profile, StackId, Thread, ThreadId};

@@ -1,5 +1,6 @@
 //! The profile: frames, stacks, threads and counts.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// What kind of code a frame stands for.
@@ -84,69 +85,266 @@ pub struct Metadata {
     pub truncated: u64,
 }
 
-/// A profile.
+/// A node of the stack trie: a frame called from its parent stack.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct StackNode {
+    parent: Option<StackId>,
+    frame: FrameId,
+}
+
+/// A profile: interned frames, a stack trie, interned threads and sample
+/// counts per (thread, stack).
+///
+/// Memory grows with the number of unique frames, stacks and threads, not
+/// with the number of samples: adding the same (thread, stack) again only
+/// adds to its count.
+///
+/// Ids are indexes into this profile; passing an id from another profile
+/// gives a wrong answer or a panic.
 #[derive(Clone, Debug, Default)]
 pub struct Profile {
     /// Recording metadata.
     pub meta: Metadata,
-    _private: (),
+    frames: Vec<Frame>,
+    frame_ids: HashMap<Frame, FrameId>,
+    stacks: Vec<StackNode>,
+    stack_ids: HashMap<StackNode, StackId>,
+    threads: Vec<Thread>,
+    thread_ids: HashMap<Thread, ThreadId>,
+    counts: HashMap<(ThreadId, StackId), u64>,
+}
+
+/// Converts a table length into the next id, panicking past `u32::MAX`
+/// entries (a profile that large does not fit in memory anyway).
+fn next_index(len: usize) -> u32 {
+    u32::try_from(len).expect("more than u32::MAX interned entries")
 }
 
 impl Profile {
     /// An empty profile with this metadata.
     pub fn new(meta: Metadata) -> Profile {
-        Profile { meta, _private: () }
+        Profile {
+            meta,
+            ..Profile::default()
+        }
     }
 
-    /// Interns a frame.
+    /// Interns a frame: equal frames get the same id.
     pub fn intern_frame(&mut self, frame: Frame) -> FrameId {
-        let _ = frame;
-        todo!()
+        if let Some(&id) = self.frame_ids.get(&frame) {
+            return id;
+        }
+        let id = FrameId(next_index(self.frames.len()));
+        self.frames.push(frame.clone());
+        self.frame_ids.insert(frame, id);
+        id
+    }
+
+    /// Interns the stack `parent` + `frame` (`parent` `None` makes `frame`
+    /// a root). Lets a caller build stacks one frame at a time, root first,
+    /// without allocating.
+    pub fn extend_stack(&mut self, parent: Option<StackId>, frame: FrameId) -> StackId {
+        let node = StackNode { parent, frame };
+        if let Some(&id) = self.stack_ids.get(&node) {
+            return id;
+        }
+        let id = StackId(next_index(self.stacks.len()));
+        self.stacks.push(node);
+        self.stack_ids.insert(node, id);
+        id
     }
 
     /// Interns a stack given root first; an empty slice is not a stack.
     pub fn intern_stack(&mut self, frames_root_first: &[FrameId]) -> Option<StackId> {
-        let _ = frames_root_first;
-        todo!()
+        frames_root_first.iter().fold(None, |parent, &frame| {
+            Some(self.extend_stack(parent, frame))
+        })
     }
 
-    /// Adds (or finds) a thread.
+    /// Adds (or finds) a thread: equal threads (same pid, tid and names) get
+    /// the same id.
     pub fn intern_thread(&mut self, thread: Thread) -> ThreadId {
-        let _ = thread;
-        todo!()
+        if let Some(&id) = self.thread_ids.get(&thread) {
+            return id;
+        }
+        let id = ThreadId(next_index(self.threads.len()));
+        self.threads.push(thread.clone());
+        self.thread_ids.insert(thread, id);
+        id
     }
 
-    /// Adds `count` samples of `stack` on `thread`.
+    /// Adds `count` samples of `stack` on `thread` (summed with earlier
+    /// ones). A count of 0 adds nothing.
     pub fn add_sample(&mut self, thread: ThreadId, stack: StackId, count: u64) {
-        let _ = (thread, stack, count);
-        todo!()
+        debug_assert!(
+            (thread.0 as usize) < self.threads.len(),
+            "unknown {thread:?}"
+        );
+        debug_assert!((stack.0 as usize) < self.stacks.len(), "unknown {stack:?}");
+        if count == 0 {
+            return;
+        }
+        let total = self.counts.entry((thread, stack)).or_insert(0);
+        *total = total.saturating_add(count);
     }
 
     /// Total samples.
     pub fn total_samples(&self) -> u64 {
-        todo!()
+        self.counts
+            .values()
+            .fold(0, |sum, &c| sum.saturating_add(c))
+    }
+
+    /// Whether the profile has no samples.
+    pub fn is_empty(&self) -> bool {
+        self.counts.is_empty()
     }
 
     /// A frame by id.
+    ///
+    /// # Panics
+    /// If the id is not from this profile.
     pub fn frame(&self, id: FrameId) -> &Frame {
-        let _ = id;
-        todo!()
+        &self.frames[id.0 as usize]
+    }
+
+    /// Every interned frame with its id, in id order.
+    pub fn frames(&self) -> impl ExactSizeIterator<Item = (FrameId, &Frame)> + '_ {
+        self.frames
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (FrameId(i as u32), f))
     }
 
     /// A thread by id.
+    ///
+    /// # Panics
+    /// If the id is not from this profile.
     pub fn thread(&self, id: ThreadId) -> &Thread {
-        let _ = id;
-        todo!()
+        &self.threads[id.0 as usize]
+    }
+
+    /// Every interned thread with its id, in id order.
+    pub fn threads(&self) -> impl ExactSizeIterator<Item = (ThreadId, &Thread)> + '_ {
+        self.threads
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (ThreadId(i as u32), t))
+    }
+
+    /// The number of unique stacks (trie nodes); ids are `0..stack_count()`.
+    /// A parent's id is always lower than its children's.
+    pub fn stack_count(&self) -> usize {
+        self.stacks.len()
+    }
+
+    /// The innermost (leaf) frame of a stack.
+    ///
+    /// # Panics
+    /// If the id is not from this profile.
+    pub fn stack_frame(&self, id: StackId) -> FrameId {
+        self.stacks[id.0 as usize].frame
+    }
+
+    /// The stack of the caller: this stack without its leaf frame (`None`
+    /// for a root frame).
+    ///
+    /// # Panics
+    /// If the id is not from this profile.
+    pub fn stack_parent(&self, id: StackId) -> Option<StackId> {
+        self.stacks[id.0 as usize].parent
     }
 
     /// The frames of a stack, root first.
+    ///
+    /// # Panics
+    /// If the id is not from this profile.
     pub fn stack_frames(&self, id: StackId) -> Vec<FrameId> {
-        let _ = id;
-        todo!()
+        let mut frames = Vec::new();
+        let mut next = Some(id);
+        while let Some(stack) = next {
+            let node = self.stacks[stack.0 as usize];
+            frames.push(node.frame);
+            next = node.parent;
+        }
+        frames.reverse();
+        frames
     }
 
-    /// Every (thread, stack, count), with counts summed per (thread, stack).
+    /// Every (thread, stack, count), with counts summed per (thread, stack),
+    /// sorted by thread id then stack id (so the order is deterministic).
     pub fn samples(&self) -> impl Iterator<Item = (ThreadId, StackId, u64)> + '_ {
-        std::iter::empty()
+        let mut samples: Vec<_> = self
+            .counts
+            .iter()
+            .map(|(&(thread, stack), &count)| (thread, stack, count))
+            .collect();
+        samples.sort_unstable_by_key(|&(thread, stack, _)| (thread, stack));
+        samples.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(profile: &mut Profile, name: &str) -> FrameId {
+        profile.intern_frame(Frame::new(name, FrameKind::User))
+    }
+
+    fn thread(tid: u32) -> Thread {
+        Thread {
+            pid: 1,
+            tid,
+            process_name: Some("p".into()),
+            thread_name: None,
+        }
+    }
+
+    #[test]
+    fn interning_shares_frames_prefixes_and_threads() {
+        let mut p = Profile::default();
+        let (main, a, b) = (user(&mut p, "main"), user(&mut p, "a"), user(&mut p, "b"));
+        assert_eq!(user(&mut p, "main"), main);
+        assert_ne!(
+            p.intern_frame(Frame::new("main", FrameKind::Kernel)),
+            main,
+            "kind is part of a frame"
+        );
+        let s1 = p.intern_stack(&[main, a]).unwrap();
+        let s2 = p.intern_stack(&[main, b]).unwrap();
+        assert_eq!(p.intern_stack(&[main, a]), Some(s1));
+        assert_eq!(p.stack_parent(s1), p.stack_parent(s2));
+        assert_eq!(p.stack_count(), 3, "main, main;a, main;b");
+        assert_eq!(p.stack_frames(s2), vec![main, b]);
+        assert_eq!(p.stack_frame(s2), b);
+        assert_eq!(p.intern_stack(&[]), None);
+        let t = p.intern_thread(thread(7));
+        assert_eq!(p.intern_thread(thread(7)), t);
+        assert_ne!(p.intern_thread(thread(8)), t);
+        assert_eq!(p.threads().len(), 2);
+    }
+
+    #[test]
+    fn counts_are_summed_and_ordered() {
+        let mut p = Profile::default();
+        let main = user(&mut p, "main");
+        let a = user(&mut p, "a");
+        let s_main = p.intern_stack(&[main]).unwrap();
+        let s_a = p.intern_stack(&[main, a]).unwrap();
+        let t0 = p.intern_thread(thread(1));
+        let t1 = p.intern_thread(thread(2));
+        assert!(p.is_empty());
+        p.add_sample(t1, s_main, 1);
+        p.add_sample(t0, s_a, 2);
+        p.add_sample(t0, s_main, 3);
+        p.add_sample(t0, s_a, 4);
+        p.add_sample(t1, s_a, 0);
+        assert_eq!(p.total_samples(), 10);
+        let samples: Vec<_> = p.samples().collect();
+        assert_eq!(
+            samples,
+            vec![(t0, s_main, 3), (t0, s_a, 6), (t1, s_main, 1)]
+        );
     }
 }

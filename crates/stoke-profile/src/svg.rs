@@ -1,15 +1,21 @@
 //! Interactive SVG flame graphs through inferno.
 
 use std::io;
+use std::time::Duration;
 
-use crate::Profile;
+use inferno::flamegraph::color::{MultiPalette, Palette};
+use inferno::flamegraph::{self, Options};
+
+use crate::folded::folded_stacks;
+use crate::{Metadata, Profile};
 
 /// Options of the SVG writer.
 #[derive(Clone, Debug, Default)]
 pub struct SvgOptions {
-    /// The title (default: the profile's command).
+    /// The title (default: the profile's command, or `stoke` when that is
+    /// empty).
     pub title: Option<String>,
-    /// Put threads under their process root.
+    /// Put threads under their process root (as [`crate::FoldedOptions::per_thread`]).
     pub per_thread: bool,
 }
 
@@ -20,13 +26,129 @@ pub enum SvgError {
     #[error("the profile has no samples")]
     Empty,
     /// inferno or the writer failed.
-    #[error("{0}")]
-    Render(String),
+    #[error("writing the flame graph failed: {0}")]
+    Render(#[source] io::Error),
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    // The first group has 1 to 3 digits, every later group exactly 3.
+    let mut end = match digits.len() % 3 {
+        0 => 3,
+        short => short,
+    };
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    out.push_str(&digits[..end]);
+    while end < digits.len() {
+        out.push(',');
+        out.push_str(&digits[end..end + 3]);
+        end += 3;
+    }
+    out
+}
+
+/// The subtitle: `1,234 samples at 999 Hz over 3.02 s (cpu-clock), 0 lost`,
+/// leaving out the rate, duration and event when unknown (0 or empty), and
+/// adding `, N truncated` when stacks were truncated.
+fn subtitle(total: u64, meta: &Metadata) -> String {
+    let mut text = format!("{} samples", thousands(total));
+    if meta.frequency > 0 {
+        text.push_str(&format!(" at {} Hz", thousands(meta.frequency.into())));
+    }
+    if meta.duration > Duration::ZERO {
+        text.push_str(&format!(" over {:.2} s", meta.duration.as_secs_f64()));
+    }
+    if !meta.event.is_empty() {
+        text.push_str(&format!(" ({})", meta.event));
+    }
+    text.push_str(&format!(", {} lost", thousands(meta.lost)));
+    if meta.truncated > 0 {
+        text.push_str(&format!(", {} truncated", thousands(meta.truncated)));
+    }
+    text
 }
 
 /// Writes an interactive flame graph (search, zoom, tooltips), titled with
 /// the command and a subtitle with samples, rate, duration and lost samples.
-pub fn write_svg(profile: &Profile, options: &SvgOptions, out: &mut dyn io::Write) -> Result<(), SvgError> {
-    let _ = (profile, options, out);
-    todo!()
+///
+/// The graph is drawn from the same lines [`crate::write_folded`] writes, so
+/// the SVG and the folded file always agree. inferno is configured for:
+/// - deterministic colours (a hash of each name, no random numbers), so the
+///   same profile gives the same bytes;
+/// - its `java` palette, which colours kernel frames (`_[k]`) orange, JIT
+///   frames (`_[j]`) green, C++/Rust paths (`::`) yellow, names that look
+///   like Java (a `.` or `/`, or a capital first letter) green, and other
+///   names red; the `_[k]`/`_[j]` suffixes are not shown in the graph;
+/// - "samples" as the count name.
+///
+/// The title is [`SvgOptions::title`], else the profile's command, else
+/// `stoke`. The subtitle reads `1,234 samples at 999 Hz over 3.02 s
+/// (cpu-clock), 0 lost`, without the rate, duration or event when they are
+/// unknown (0 or empty), and with `, N truncated` when stacks were truncated.
+///
+/// Every name, the title and the subtitle are XML-escaped by inferno. (inferno
+/// trims each folded line and skips lines starting with `# `, so a process
+/// name with leading spaces is shown trimmed, and one starting with `# `
+/// hides that process's samples from the graph.)
+///
+/// # Errors
+/// [`SvgError::Empty`] when the profile has no samples (nothing is written);
+/// [`SvgError::Render`] when writing to `out` fails.
+pub fn write_svg(
+    profile: &Profile,
+    options: &SvgOptions,
+    out: &mut dyn io::Write,
+) -> Result<(), SvgError> {
+    if profile.is_empty() {
+        return Err(SvgError::Empty);
+    }
+    let title = match &options.title {
+        Some(title) => title.clone(),
+        None if profile.meta.command.is_empty() => "stoke".to_owned(),
+        None => profile.meta.command.clone(),
+    };
+    let mut opt = Options::default();
+    opt.title = title;
+    opt.subtitle = Some(subtitle(profile.total_samples(), &profile.meta));
+    opt.colors = Palette::Multi(MultiPalette::Java);
+    opt.deterministic = true;
+    opt.count_name = "samples".to_owned();
+
+    let lines: Vec<String> = folded_stacks(profile, options.per_thread)
+        .into_iter()
+        .map(|(stack, count)| format!("{stack} {count}"))
+        .collect();
+    let mut out = io::BufWriter::new(out);
+    flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut out)
+        .and_then(|()| io::Write::flush(&mut out))
+        .map_err(SvgError::Render)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thousands_separators() {
+        assert_eq!(thousands(0), "0");
+        assert_eq!(thousands(999), "999");
+        assert_eq!(thousands(1000), "1,000");
+        assert_eq!(thousands(1234567), "1,234,567");
+    }
+
+    #[test]
+    fn subtitle_names_what_is_known() {
+        let mut meta = Metadata::default();
+        assert_eq!(subtitle(5, &meta), "5 samples, 0 lost");
+        meta.frequency = 999;
+        meta.duration = Duration::from_millis(3020);
+        meta.event = "cpu-clock".into();
+        meta.lost = 2;
+        meta.truncated = 1500;
+        assert_eq!(
+            subtitle(1234, &meta),
+            "1,234 samples at 999 Hz over 3.02 s (cpu-clock), 2 lost, 1,500 truncated"
+        );
+    }
 }
