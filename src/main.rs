@@ -1,3 +1,44 @@
-//! The `stoke` command line.
+//! The `stoke` command line: parses arguments into the libraries' options,
+//! handles signals, writes outputs atomically and turns errors into one line
+//! on stderr and an exit code.
 
-fn main() {}
+mod cli;
+mod output;
+mod record;
+mod signals;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Record(args) => record::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("stoke: {}", one_line(&err));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// An error and its causes on one line, without repeating a cause that the
+/// message above it already quotes.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}

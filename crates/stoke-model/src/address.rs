@@ -74,7 +74,10 @@ mod tests {
     #[test]
     fn return_addresses_are_looked_up_inside_the_call() {
         assert_eq!(FrameAddress::ReturnAddress(0x1005).lookup_address(), 0x1004);
-        assert_eq!(FrameAddress::InstructionPointer(0x1005).lookup_address(), 0x1005);
+        assert_eq!(
+            FrameAddress::InstructionPointer(0x1005).lookup_address(),
+            0x1005
+        );
         assert_eq!(FrameAddress::ReturnAddress(0).lookup_address(), 0);
     }
 }

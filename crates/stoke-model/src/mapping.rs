@@ -84,7 +84,10 @@ impl Mapping {
 
     /// The file offset of an address inside this mapping.
     pub fn file_offset_of(&self, addr: u64) -> FileOffset {
-        FileOffset(addr.wrapping_sub(self.start.0).wrapping_add(self.file_offset))
+        FileOffset(
+            addr.wrapping_sub(self.start.0)
+                .wrapping_add(self.file_offset),
+        )
     }
 
     /// The cache key of the module behind this mapping.
@@ -142,16 +145,28 @@ mod tests {
         let m = libc_map();
         assert!(m.contains(0x7f00_0000_1000));
         assert!(!m.contains(0x7f00_0000_9000));
-        assert_eq!(m.file_offset_of(0x7f00_0000_1234), FileOffset(0x1234 + 0x1000 - 0x1000));
+        assert_eq!(
+            m.file_offset_of(0x7f00_0000_1234),
+            FileOffset(0x1234 + 0x1000 - 0x1000)
+        );
         assert_eq!(m.short_name(), "libc.so.6");
     }
 
     #[test]
     fn build_id_wins_over_inode() {
         let mut m = libc_map();
-        assert_eq!(m.module_key(), ModuleKey::DevInode { dev: 0x801, inode: 42 });
+        assert_eq!(
+            m.module_key(),
+            ModuleKey::DevInode {
+                dev: 0x801,
+                inode: 42
+            }
+        );
         m.build_id = Some(BuildId(vec![0xab, 0x01]));
-        assert_eq!(m.module_key(), ModuleKey::BuildId(BuildId(vec![0xab, 0x01])));
+        assert_eq!(
+            m.module_key(),
+            ModuleKey::BuildId(BuildId(vec![0xab, 0x01]))
+        );
         assert_eq!(m.build_id.unwrap().to_string(), "ab01");
     }
 }

@@ -1,3 +1,63 @@
-//! The recording session: drives a sampler, tracks processes and mappings,
-//! unwinds and aggregates each sample as it arrives, then symbolizes every
-//! unique address once and builds a profile.
+//! The recording session.
+//!
+//! Drives a sampler, tracks the target's processes, threads and mappings,
+//! turns each sample into module-relative addresses as it arrives and counts
+//! it in a table keyed by (thread, address stack). Nothing per sample is kept.
+//! When recording stops, every unique address is symbolized once, in batch
+//! per module, and a [`stoke_profile::Profile`] is built.
+//!
+//! Design constraints:
+//! - The same consumer serves live sampling and replayed event streams
+//!   ([`Aggregator`] takes plain [`stoke_sample::Event`]s).
+//! - Memory grows with unique stacks, not with samples or duration.
+//! - The target is never harmed: stopping always goes through the sampler's
+//!   `finish`, and a launched command is only ever sent the signal stoke got.
+
+mod aggregate;
+mod mmap;
+mod processes;
+mod session;
+mod stack;
+mod symbols;
+mod unwind;
+
+pub use aggregate::{Aggregator, StackStats};
+pub use session::{Control, Progress, Recording, Session, StopReason};
+pub use stack::RawFrame;
+
+use std::time::Duration;
+
+use stoke_model::Pid;
+use stoke_sample::{CommandSpec, SampleError, SamplerOptions};
+use stoke_symbolize::SymbolizeOptions;
+pub use stoke_unwind::UnwindMode;
+
+/// What to profile.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A running process, by pid.
+    Pid(Pid),
+    /// A command to start and profile from its first instruction.
+    Command(CommandSpec),
+}
+
+/// Options of a recording session.
+#[derive(Clone, Debug, Default)]
+pub struct RecordOptions {
+    /// How to sample.
+    pub sampler: SamplerOptions,
+    /// How to name addresses.
+    pub symbolize: SymbolizeOptions,
+    /// How to unwind user stacks that come with registers and stack bytes.
+    pub unwind: UnwindMode,
+    /// Stop after this long (else at the target's exit or on request).
+    pub duration: Option<Duration>,
+}
+
+/// Why a session failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The sampler failed (attaching, launching, reading events).
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+}

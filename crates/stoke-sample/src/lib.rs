@@ -16,12 +16,14 @@
 
 mod error;
 mod event;
+mod perf;
 pub mod procfs;
 mod sys;
 mod target;
 
 pub use error::SampleError;
 pub use event::{Event, Sample, StackBytes};
+pub use perf::sampler::PerfSampler;
 pub use target::{Child, CommandSpec};
 
 use std::time::Duration;
@@ -112,28 +114,28 @@ pub trait Sampler {
     fn target(&self) -> Pid;
 }
 
-/// The perf-events sampler.
-pub struct PerfSampler {
-    _private: (),
-}
-
 impl PerfSampler {
     /// Attaches to every thread of a running process, and to threads it
     /// creates later. Emits [`Event::Comm`] and [`Event::Mmap`] events for the
     /// existing threads and mappings (read from `/proc`) first.
+    ///
+    /// The process is never stopped or traced; dropping the sampler leaves
+    /// it running untouched.
     pub fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, SampleError> {
-        let _ = (pid, options);
-        todo!()
+        perf::attach::attach(pid, options)
     }
 
     /// Starts a command stopped, arms events that enable at its `exec` and
     /// follow its threads, forks and execs, then lets it run. Its first
     /// instruction is sampled.
+    ///
+    /// Fails with [`SampleError::CommandNotFound`] when the program is not
+    /// on `PATH` (or does not exist), and [`SampleError::Exec`] when it
+    /// cannot be executed; no process is left behind then.
     pub fn launch(
         command: &CommandSpec,
         options: &SamplerOptions,
     ) -> Result<(PerfSampler, Child), SampleError> {
-        let _ = (command, options);
-        todo!()
+        perf::launch::launch(command, options)
     }
 }

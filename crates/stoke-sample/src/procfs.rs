@@ -1,32 +1,162 @@
 //! Reading a process's state from `/proc`: threads, names, mappings.
 
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 
-use stoke_model::{Mapping, Pid, Tid};
+use stoke_model::{Avma, Mapping, Pid, Tid};
 
+use crate::perf::record::{makedev, mapping_kind};
 use crate::SampleError;
 
-/// The thread ids of a process (`/proc/PID/task`).
+/// A `/proc` read error: a missing process is [`SampleError::NoSuchProcess`].
+fn proc_error(pid: Pid, what: &str) -> impl FnOnce(io::Error) -> SampleError + '_ {
+    move |source| match source.kind() {
+        io::ErrorKind::NotFound => SampleError::NoSuchProcess(pid),
+        _ => SampleError::Sys {
+            call: format!("reading /proc/{pid}/{what}"),
+            source,
+        },
+    }
+}
+
+/// The thread ids of a process (`/proc/PID/task`), in ascending order.
 pub fn threads(pid: Pid) -> Result<Vec<Tid>, SampleError> {
-    let _ = pid;
-    todo!()
+    let entries =
+        std::fs::read_dir(format!("/proc/{pid}/task")).map_err(proc_error(pid, "task"))?;
+    let mut tids = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(proc_error(pid, "task"))?;
+        if let Some(tid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) {
+            tids.push(Tid(tid));
+        }
+    }
+    tids.sort_unstable();
+    Ok(tids)
 }
 
 /// A thread's name (`/proc/PID/task/TID/comm`), if it still exists.
 pub fn thread_name(pid: Pid, tid: Tid) -> Option<String> {
-    let _ = (pid, tid);
-    todo!()
+    let name = std::fs::read(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
+    let name = name.strip_suffix(b"\n").unwrap_or(&name);
+    Some(String::from_utf8_lossy(name).into_owned())
 }
 
 /// The executable mappings of a process (`/proc/PID/maps`), with device and inode.
 pub fn executable_mappings(pid: Pid) -> Result<Vec<Mapping>, SampleError> {
-    let _ = pid;
-    todo!()
+    let text = std::fs::read(format!("/proc/{pid}/maps")).map_err(proc_error(pid, "maps"))?;
+    Ok(parse_maps(&String::from_utf8_lossy(&text)))
+}
+
+/// The executable mappings in the text of a `maps` file. Lines that do not
+/// parse are skipped.
+pub(crate) fn parse_maps(text: &str) -> Vec<Mapping> {
+    text.lines().filter_map(parse_maps_line).collect()
+}
+
+/// Splits off the next space-separated field.
+fn next_field<'a>(rest: &mut &'a str) -> Option<&'a str> {
+    let text = rest.trim_start_matches(' ');
+    let end = text.find(' ').unwrap_or(text.len());
+    let (field, tail) = text.split_at(end);
+    *rest = tail;
+    (!field.is_empty()).then_some(field)
+}
+
+/// `start-end perms offset major:minor inode   path`, executable lines only.
+fn parse_maps_line(line: &str) -> Option<Mapping> {
+    let mut rest = line;
+    let (start, end) = next_field(&mut rest)?.split_once('-')?;
+    let perms = next_field(&mut rest)?;
+    if perms.as_bytes().get(2) != Some(&b'x') {
+        return None;
+    }
+    let offset = u64::from_str_radix(next_field(&mut rest)?, 16).ok()?;
+    let (major, minor) = next_field(&mut rest)?.split_once(':')?;
+    let inode = next_field(&mut rest)?.parse().ok()?;
+    let name = rest.trim_start_matches(' ');
+    Some(Mapping {
+        start: Avma(u64::from_str_radix(start, 16).ok()?),
+        end: Avma(u64::from_str_radix(end, 16).ok()?),
+        file_offset: offset,
+        kind: mapping_kind(name),
+        dev: makedev(
+            u32::from_str_radix(major, 16).ok()?,
+            u32::from_str_radix(minor, 16).ok()?,
+        ),
+        inode,
+        build_id: None,
+        executable: true,
+    })
 }
 
 /// The path through which stoke can open a file the target names, even
 /// inside another mount namespace: `/proc/PID/root/<path>`.
-pub fn path_in_root(pid: Pid, path: &std::path::Path) -> PathBuf {
-    let _ = (pid, path);
-    todo!()
+pub fn path_in_root(pid: Pid, path: &Path) -> PathBuf {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    PathBuf::from(format!("/proc/{pid}/root")).join(relative)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stoke_model::MappingKind;
+
+    const MAPS: &str = "\
+55d0c1a00000-55d0c1a04000 r--p 00000000 08:01 1311 /usr/bin/dash
+55d0c1a04000-55d0c1a18000 r-xp 00004000 08:01 1311 /usr/bin/dash
+7f0000001000-7f0000002000 r-xp 00001000 fd:02 77   /tmp/my lib.so (deleted)
+7f0000003000-7f0000004000 rwxp 00000000 00:00 0 
+7ffd1e5f0000-7ffd1e5f2000 r-xp 00000000 00:00 0                          [vdso]
+ffffffffff600000-ffffffffff601000 --xp 00000000 00:00 0                  [vsyscall]
+garbage line
+";
+
+    #[test]
+    fn maps_keep_executable_lines_with_device_and_inode() {
+        let maps = parse_maps(MAPS);
+        assert_eq!(maps.len(), 5, "{maps:#?}");
+        let dash = &maps[0];
+        assert_eq!(
+            (dash.start, dash.end),
+            (Avma(0x55d0c1a04000), Avma(0x55d0c1a18000))
+        );
+        assert_eq!(dash.file_offset, 0x4000);
+        assert_eq!(dash.kind, MappingKind::File("/usr/bin/dash".into()));
+        assert_eq!((dash.dev, dash.inode), (makedev(8, 1), 1311));
+        assert_eq!(maps[1].kind, MappingKind::File("/tmp/my lib.so".into()));
+        assert_eq!(maps[1].dev, makedev(0xfd, 2));
+        assert_eq!(maps[2].kind, MappingKind::Anonymous);
+        assert_eq!(maps[3].kind, MappingKind::Vdso);
+        assert_eq!(maps[4].kind, MappingKind::Special("[vsyscall]".into()));
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let me = Pid(std::process::id());
+        let tids = threads(me).unwrap();
+        assert!(tids.contains(&Tid(me.0)));
+        assert!(thread_name(me, Tid(me.0)).is_some());
+        let maps = executable_mappings(me).unwrap();
+        assert!(maps.iter().any(|m| m.kind == MappingKind::Vdso));
+        assert!(maps.iter().any(|m| m.inode != 0));
+    }
+
+    #[test]
+    fn missing_processes_are_reported_as_such() {
+        let pid = Pid(u32::MAX / 2);
+        assert!(matches!(threads(pid), Err(SampleError::NoSuchProcess(p)) if p == pid));
+        assert!(matches!(
+            executable_mappings(pid),
+            Err(SampleError::NoSuchProcess(_))
+        ));
+        assert_eq!(thread_name(pid, Tid(1)), None);
+    }
+
+    #[test]
+    fn paths_go_through_the_target_root() {
+        let p = path_in_root(Pid(42), Path::new("/usr/lib/libc.so.6"));
+        assert_eq!(p, PathBuf::from("/proc/42/root/usr/lib/libc.so.6"));
+        let p = path_in_root(Pid(42), Path::new("relative"));
+        assert_eq!(p, PathBuf::from("/proc/42/root/relative"));
+    }
 }

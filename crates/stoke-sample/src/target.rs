@@ -1,11 +1,17 @@
 //! Starting a command stopped and releasing it at exec, and the child handle.
 
-use std::ffi::OsString;
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 
 use stoke_model::Pid;
 
+use crate::sys::process::{self, ExecPlan};
 use crate::SampleError;
 
 /// A command to launch: the program (looked up on PATH unless it has a `/`)
@@ -18,28 +24,189 @@ pub struct CommandSpec {
     pub args: Vec<OsString>,
 }
 
+impl CommandSpec {
+    /// The command line as text, for messages.
+    pub fn display(&self) -> String {
+        let mut text = self.program.to_string_lossy().into_owned();
+        for arg in &self.args {
+            text.push(' ');
+            text.push_str(&arg.to_string_lossy());
+        }
+        text
+    }
+
+    /// Finds the program: a name with a `/` must exist as given; a bare
+    /// name is searched for as an executable file on `PATH`.
+    pub(crate) fn resolve(&self) -> Result<PathBuf, SampleError> {
+        let not_found =
+            || SampleError::CommandNotFound(self.program.to_string_lossy().into_owned());
+        let program = Path::new(&self.program);
+        if self.program.is_empty() {
+            return Err(not_found());
+        }
+        if self.program.as_bytes().contains(&b'/') {
+            return program
+                .exists()
+                .then(|| program.to_path_buf())
+                .ok_or_else(not_found);
+        }
+        let path =
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| is_executable_file(candidate))
+            .ok_or_else(not_found)
+    }
+
+    /// The `execve` arguments for running `path` with stoke's environment.
+    pub(crate) fn exec_plan(&self, path: &Path) -> Result<ExecPlan, SampleError> {
+        let c_string = |s: &OsStr| {
+            CString::new(s.as_bytes()).map_err(|_| SampleError::Exec {
+                command: self.display(),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "argument contains a NUL byte"),
+            })
+        };
+        let argv = std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .map(c_string)
+            .collect::<Result<Vec<_>, _>>()?;
+        let envp = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut pair = k;
+                pair.push("=");
+                pair.push(v);
+                c_string(&pair)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(ExecPlan::new(c_string(path.as_os_str())?, argv, envp))
+    }
+}
+
+fn is_executable_file(path: &Path) -> bool {
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
 /// A launched command. Dropping it does not kill or wait for the process.
 #[derive(Debug)]
 pub struct Child {
     pid: Pid,
     pidfd: Option<OwnedFd>,
+    status: Option<ExitStatus>,
 }
 
 impl Child {
+    /// A handle for a released child.
+    pub(crate) fn new(pid: Pid, pidfd: Option<OwnedFd>) -> Child {
+        Child {
+            pid,
+            pidfd,
+            status: None,
+        }
+    }
+
     /// The process id.
     pub fn pid(&self) -> Pid {
         self.pid
     }
 
-    /// Waits for the process to exit and reaps it.
+    /// Waits for the process to exit and reaps it. Calling it again returns
+    /// the same status.
     pub fn wait(&mut self) -> Result<ExitStatus, SampleError> {
-        let _ = &self.pidfd;
-        todo!()
+        if let Some(status) = self.status {
+            return Ok(status);
+        }
+        let raw = process::wait(self.pid.0 as libc::pid_t).map_err(|source| SampleError::Sys {
+            call: format!("waitpid({})", self.pid),
+            source,
+        })?;
+        let status = ExitStatus::from_raw(raw);
+        self.status = Some(status);
+        self.pidfd = None;
+        Ok(status)
     }
 
     /// Sends a signal to the process (e.g. to pass on a SIGTERM stoke received).
     pub fn signal(&self, signal: i32) -> Result<(), SampleError> {
-        let _ = signal;
-        todo!()
+        let result = match (&self.pidfd, self.status) {
+            (_, Some(_)) => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+            (Some(fd), None) => process::pidfd_send_signal(fd, signal),
+            (None, None) => process::kill(self.pid.0 as libc::pid_t, signal),
+        };
+        result.map_err(|source| SampleError::Sys {
+            call: format!("sending signal {signal} to pid {}", self.pid),
+            source,
+        })
+    }
+}
+
+/// A forked child that has not been released to exec yet. Dropping it
+/// kills and reaps the child, so an error during setup leaves no process
+/// behind.
+#[derive(Debug)]
+pub(crate) struct HeldChild {
+    pid: Option<libc::pid_t>,
+}
+
+impl HeldChild {
+    /// Guards the held child `pid`.
+    pub(crate) fn new(pid: libc::pid_t) -> HeldChild {
+        HeldChild { pid: Some(pid) }
+    }
+
+    /// The pid.
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.pid.unwrap_or(0)
+    }
+
+    /// Reaps a child that exits on its own (its exec failed).
+    pub(crate) fn reap(mut self) {
+        if let Some(pid) = self.pid.take() {
+            // An error here means it was reaped already; nothing to keep.
+            let _ = process::wait(pid);
+        }
+    }
+
+    /// Disarms the guard: the child runs on.
+    pub(crate) fn release(mut self) -> Pid {
+        Pid(self.pid.take().unwrap_or(0) as u32)
+    }
+}
+
+impl Drop for HeldChild {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            // Best effort during error cleanup: the original error is what
+            // the caller gets; a child that is already gone needs nothing.
+            let _ = process::kill(pid, libc::SIGKILL);
+            let _ = process::wait(pid);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(program: &str) -> CommandSpec {
+        CommandSpec {
+            program: program.into(),
+            args: vec!["-c".into(), "true".into()],
+        }
+    }
+
+    #[test]
+    fn programs_resolve_on_path() {
+        let sh = spec("sh").resolve().unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        assert!(matches!(
+            spec("no-such-command-xyz").resolve(),
+            Err(SampleError::CommandNotFound(name)) if name == "no-such-command-xyz"
+        ));
+        assert!(matches!(
+            spec("/no/such/program").resolve(),
+            Err(SampleError::CommandNotFound(_))
+        ));
+        assert_eq!(spec("sh").display(), "sh -c true");
     }
 }

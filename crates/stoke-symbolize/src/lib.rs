@@ -7,10 +7,35 @@
 //!   the caller renders it as `module+0xoffset`.
 //! - Files the target names are opened through `/proc/PID/root` when a pid
 //!   is given, so processes in other mount namespaces resolve.
+//! - Addresses are file offsets (`avma - mapping start + pgoff`); this crate
+//!   maps them to the ELF's own addresses with its `PT_LOAD` headers.
+//! - Debug info is used only when it provably belongs to the binary (same
+//!   build-id, or the debuglink's CRC32).
+//! - Perf maps are opened without following symlinks and only when owned by
+//!   root or the target's owner; a refusal is a value plus a warning.
+//!
+//! Left to the caller: rendering misses, marking kernel frames (`_[k]`), and
+//! which mapping an absolute address belongs to.
 
+mod debuginfo;
+mod demangle;
+mod dwarf;
+mod elf;
+mod jit;
+mod kernel;
+mod module;
+mod symtab;
+mod sys;
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use stoke_model::{BuildId, FrameAddress, Pid};
+
+use crate::jit::{JitMap, MapError, Stamp};
+use crate::kernel::KernelSymbols;
+use crate::module::{Module, ModuleSource};
 
 /// Options of a [`Symbolizer`].
 #[derive(Clone, Debug)]
@@ -83,15 +108,39 @@ pub struct ModuleRequest<'a> {
     pub build_id: Option<&'a BuildId>,
 }
 
+/// What identifies one version of a file on disk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct FileId {
+    dev: u64,
+    inode: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
 /// Turns addresses into names; caches parsed modules.
 pub struct Symbolizer {
-    _options: SymbolizeOptions,
+    options: SymbolizeOptions,
+    /// Loaded modules (or why they could not be), indexed by the maps below.
+    modules: Vec<Result<Module, UnknownReason>>,
+    by_file: HashMap<FileId, usize>,
+    by_build_id: HashMap<Vec<u8>, usize>,
+    kernel: Option<Result<KernelSymbols, UnknownReason>>,
+    jit: HashMap<PathBuf, (Stamp, JitMap)>,
+    warnings: Vec<String>,
 }
 
 impl Symbolizer {
     /// A symbolizer with these options.
     pub fn new(options: SymbolizeOptions) -> Symbolizer {
-        Symbolizer { _options: options }
+        Symbolizer {
+            options,
+            modules: Vec::new(),
+            by_file: HashMap::new(),
+            by_build_id: HashMap::new(),
+            kernel: None,
+            jit: HashMap::new(),
+            warnings: Vec::new(),
+        }
     }
 
     /// Symbolizes file offsets in one module. Returns one result per address,
@@ -101,20 +150,223 @@ impl Symbolizer {
         module: &ModuleRequest<'_>,
         addresses: &[FrameAddress],
     ) -> Vec<Symbolized> {
-        let _ = (module, addresses);
-        todo!()
+        let index = match self.module_index(module) {
+            Ok(index) => index,
+            Err(reason) => return vec![Symbolized::Unknown(reason); addresses.len()],
+        };
+        let loaded = match &self.modules[index] {
+            Ok(loaded) => loaded,
+            Err(reason) => return vec![Symbolized::Unknown(reason.clone()); addresses.len()],
+        };
+        if let (Some(wanted), Some(found)) = (module.build_id, loaded.build_id()) {
+            if wanted.0 != found {
+                let reason = format!(
+                    "{}: build-id {} differs from the mapping's {wanted} (file replaced?)",
+                    module.path.display(),
+                    BuildId(found.to_vec()),
+                );
+                self.warn(reason.clone());
+                return vec![
+                    Symbolized::Unknown(UnknownReason::FileUnavailable(reason));
+                    addresses.len()
+                ];
+            }
+        }
+        // Sorted lookups touch each DWARF unit and symbol range once, in order.
+        let mut order: Vec<usize> = (0..addresses.len()).collect();
+        order.sort_by_key(|&i| addresses[i].lookup_address());
+        let mut results = vec![Symbolized::Unknown(UnknownReason::NoSymbol); addresses.len()];
+        let mut previous: Option<(u64, usize)> = None;
+        for i in order {
+            let lookup = addresses[i].lookup_address();
+            results[i] = match previous {
+                Some((address, j)) if address == lookup => results[j].clone(),
+                _ => loaded.symbolize(lookup, &self.options),
+            };
+            previous = Some((lookup, i));
+        }
+        results
     }
 
     /// Symbolizes kernel addresses with `/proc/kallsyms`.
     pub fn symbolize_kernel(&mut self, addresses: &[u64]) -> Vec<Symbolized> {
-        let _ = addresses;
-        todo!()
+        let symbols = self
+            .kernel
+            .get_or_insert_with(|| KernelSymbols::load(Path::new(kernel::KALLSYMS)));
+        let symbols = match symbols {
+            Ok(symbols) => symbols,
+            Err(reason) => return vec![Symbolized::Unknown(reason.clone()); addresses.len()],
+        };
+        addresses
+            .iter()
+            .map(|&address| match symbols.lookup(address) {
+                Some(name) => Symbolized::Found(vec![SymbolFrame {
+                    name: name.to_string(),
+                    file: None,
+                    line: None,
+                    inlined: false,
+                }]),
+                None => Symbolized::Unknown(UnknownReason::NoSymbol),
+            })
+            .collect()
     }
 
     /// Symbolizes addresses in anonymous executable memory of a process with
     /// its JIT map (`/tmp/perf-PID.map`), if it has one.
+    ///
+    /// The map is refused (every address `Unknown(FileUnavailable)`, and a
+    /// warning recorded) if it is a symlink, not a regular file, or owned by
+    /// anyone but root, the target's owner or the user stoke runs as.
     pub fn symbolize_jit(&mut self, pid: Pid, addresses: &[u64]) -> Vec<Symbolized> {
-        let _ = (pid, addresses);
-        todo!()
+        let trusted = jit::trusted_uids(pid);
+        let mut refusal = None;
+        for path in jit::map_paths(pid) {
+            match self.load_jit_map(&path, &trusted) {
+                Ok(map) => {
+                    return addresses
+                        .iter()
+                        .map(|&address| match map.lookup(address) {
+                            Some(name) => Symbolized::Found(vec![SymbolFrame {
+                                name: name.to_string(),
+                                file: None,
+                                line: None,
+                                inlined: false,
+                            }]),
+                            None => Symbolized::Unknown(UnknownReason::NoSymbol),
+                        })
+                        .collect();
+                }
+                Err(MapError::Missing(_)) => {}
+                Err(e) => refusal = refusal.or(Some(e.to_string())),
+            }
+        }
+        let reason = match refusal {
+            Some(message) => {
+                self.warn(message.clone());
+                UnknownReason::FileUnavailable(message)
+            }
+            None => UnknownReason::NoSymbol,
+        };
+        vec![Symbolized::Unknown(reason); addresses.len()]
+    }
+
+    /// Problems met so far that the user should hear about once each
+    /// (refused perf maps, replaced binaries, broken debug info).
+    pub fn warnings(&self) -> Vec<String> {
+        self.warnings.clone()
+    }
+
+    fn warn(&mut self, message: String) {
+        if !self.warnings.contains(&message) {
+            self.warnings.push(message);
+        }
+    }
+
+    /// Opens (or re-reads, if it changed) a perf map.
+    fn load_jit_map(&mut self, path: &Path, trusted: &[u32]) -> Result<&JitMap, MapError> {
+        let (file, stamp) = jit::open_map(path, trusted)?;
+        let fresh = self.jit.get(path).is_some_and(|(s, _)| *s == stamp);
+        if !fresh {
+            let map = jit::read_map(file, path)?;
+            self.jit.insert(path.to_path_buf(), (stamp, map));
+        }
+        Ok(&self.jit[path].1)
+    }
+
+    /// Finds or loads the module of a request; `Err` when the file cannot be
+    /// opened (not cached: it may appear later).
+    fn module_index(&mut self, request: &ModuleRequest<'_>) -> Result<usize, UnknownReason> {
+        if let Some(&index) = request.build_id.and_then(|id| self.by_build_id.get(&id.0)) {
+            return Ok(index);
+        }
+        let (opened, root) = resolve_path(request.path, request.pid);
+        let meta = std::fs::metadata(&opened).map_err(|e| {
+            UnknownReason::FileUnavailable(format!("{}: {e}", request.path.display()))
+        })?;
+        let id = FileId {
+            dev: meta.dev(),
+            inode: meta.ino(),
+            size: meta.size(),
+            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        };
+        if let Some(&index) = self.by_file.get(&id) {
+            return Ok(index);
+        }
+        let source = ModuleSource {
+            opened_path: &opened,
+            target_path: request.path,
+            root: root.as_deref(),
+            build_id: request.build_id.map(|id| id.0.as_slice()),
+        };
+        let mut loaded = Module::load(&source, &self.options);
+        if let Ok(module) = &mut loaded {
+            for warning in std::mem::take(&mut module.warnings) {
+                self.warn(warning);
+            }
+        }
+        let index = self.modules.len();
+        if let Some(build_id) = loaded.as_ref().ok().and_then(|m| m.build_id()) {
+            self.by_build_id.insert(build_id.to_vec(), index);
+        }
+        self.modules.push(loaded);
+        self.by_file.insert(id, index);
+        Ok(index)
+    }
+}
+
+/// The path to open for a file the target names, and the target's root when
+/// going through `/proc/PID/root`.
+fn resolve_path(path: &Path, pid: Option<Pid>) -> (PathBuf, Option<PathBuf>) {
+    if let (Some(pid), Ok(relative)) = (pid, path.strip_prefix("/")) {
+        let root = PathBuf::from(format!("/proc/{pid}/root"));
+        let inside = root.join(relative);
+        if inside.exists() {
+            return (inside, Some(root));
+        }
+    }
+    (path.to_path_buf(), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>() {}
+
+    #[test]
+    fn symbolizer_can_move_to_another_thread() {
+        assert_send::<Symbolizer>();
+    }
+
+    #[test]
+    fn missing_files_are_a_reason_not_an_error() {
+        let mut s = Symbolizer::new(SymbolizeOptions::default());
+        let request = ModuleRequest {
+            path: Path::new("/nonexistent/stoke-test-binary"),
+            pid: None,
+            build_id: None,
+        };
+        let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x1000)]);
+        assert!(matches!(
+            &out[..],
+            [Symbolized::Unknown(UnknownReason::FileUnavailable(_))]
+        ));
+    }
+
+    #[test]
+    fn non_elf_files_are_bad_elf() {
+        let mut s = Symbolizer::new(SymbolizeOptions::default());
+        let request = ModuleRequest {
+            path: Path::new("/proc/self/status"),
+            pid: None,
+            build_id: None,
+        };
+        let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x10)]);
+        assert!(matches!(
+            &out[..],
+            [Symbolized::Unknown(
+                UnknownReason::BadElf(_) | UnknownReason::FileUnavailable(_)
+            )]
+        ));
     }
 }

@@ -7,17 +7,32 @@
 //! - Each module's tables are parsed once and shared (`Arc`), looked up by
 //!   binary search; the caller caches them by `ModuleKey`.
 //! - A stack that cannot be followed to its root ends with
-//!   [`StackEnd::Truncated`] and a reason, never an error or a panic.
+//!   [`StackEnd::Truncated`] and a reason, never an error or a panic, and
+//!   always in bounded time (garbage registers and stack bytes included).
+//!
+//! What the caller provides:
+//! - For each executable mapping, a [`ModuleRef`]: the module's parsed info
+//!   and its bias, `avma - svma`. From a `stoke_model::Mapping`:
+//!   `bias = mapping.start.0.wrapping_sub(info.file_offset_to_svma(mapping.file_offset)?)`.
+//! - The sampled registers: `Rip` and `Rsp`, `Rbp` (frame pointers and CFA
+//!   rules based on it), and `Rbx`, `R12`–`R15` where it has them.
+//!
+//! Cost (release build, x86_64, measured by `tests/bench.rs`): about 0.1 µs
+//! per frame once an [`Unwinder`] has seen the addresses (it caches simple
+//! rows by address), 0.4–0.7 µs per frame cold; a 12-frame stack through
+//! libc's `qsort` takes about 1.3 µs warm.
+
+mod cache;
+mod dwarf;
+mod framepointer;
+mod hdr;
+mod module;
+mod unwinder;
 
 use std::fmt;
-use std::sync::Arc;
 
-use stoke_model::{FrameAddress, Registers};
-
-/// Parsed unwind tables of one ELF module.
-pub struct ModuleUnwindInfo {
-    _private: (),
-}
+pub use module::ModuleUnwindInfo;
+pub use unwinder::Unwinder;
 
 /// Why a module's unwind info could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -27,33 +42,14 @@ pub enum UnwindInfoError {
     Elf(String),
 }
 
-impl ModuleUnwindInfo {
-    /// Parses the CFI sections (`.eh_frame_hdr`, `.eh_frame`, `.debug_frame`)
-    /// of an ELF image. `data` is the whole file (e.g. a memory map).
-    pub fn parse(data: Arc<dyn AsRef<[u8]> + Send + Sync>) -> Result<ModuleUnwindInfo, UnwindInfoError> {
-        let _ = data;
-        todo!()
-    }
-
-    /// The stated virtual address (as in the ELF file) that file offset
-    /// `offset` is loaded at, from the `PT_LOAD` program headers.
-    pub fn file_offset_to_svma(&self, offset: u64) -> Option<u64> {
-        let _ = offset;
-        todo!()
-    }
-
-    /// Whether the module has any CFI (else only frame pointers can unwind it).
-    pub fn has_cfi(&self) -> bool {
-        todo!()
-    }
-}
-
 /// A module as mapped into the process being unwound.
 #[derive(Clone, Copy)]
 pub struct ModuleRef<'a> {
     /// Its unwind tables.
     pub info: &'a ModuleUnwindInfo,
-    /// `avma - svma` for every address in the module (wrapping).
+    /// `avma - svma` for every address in the module (wrapping). For a
+    /// mapping of the module's file at `start` from file offset `pgoff`:
+    /// `start.wrapping_sub(info.file_offset_to_svma(pgoff)?)`.
     pub bias: u64,
 }
 
@@ -108,33 +104,23 @@ pub enum StackEnd {
     Truncated(TruncationReason),
 }
 
-/// Unwinds stacks. Keeps scratch state (gimli's unwind context) between calls.
-#[derive(Default)]
-pub struct Unwinder {
-    _private: (),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Unwinder {
-    /// A new unwinder.
-    pub fn new() -> Unwinder {
-        Unwinder::default()
+    fn shareable<T: Send + Sync>() {}
+    fn movable<T: Send>() {}
+
+    #[test]
+    fn module_info_is_shared_across_threads_and_unwinders_move() {
+        shareable::<ModuleUnwindInfo>();
+        shareable::<ModuleRef<'static>>();
+        movable::<Unwinder>();
     }
 
-    /// Unwinds from `regs`. `find_module` maps an absolute address to the
-    /// module mapped there; `read_stack` reads the 8-byte word at an absolute
-    /// stack address. Frames are pushed to `out` leaf first: the first is
-    /// `InstructionPointer(regs.ip)`, the rest `ReturnAddress`es. At most
-    /// `max_frames` frames.
-    pub fn unwind<'m>(
-        &mut self,
-        regs: &Registers,
-        mode: UnwindMode,
-        find_module: &mut dyn FnMut(u64) -> Option<ModuleRef<'m>>,
-        read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>,
-        max_frames: usize,
-        out: &mut Vec<FrameAddress>,
-    ) -> StackEnd {
-        let _ = (regs, mode, find_module, read_stack, max_frames, out);
-        todo!()
+    #[test]
+    fn non_elf_bytes_are_an_error() {
+        let err = ModuleUnwindInfo::parse(std::sync::Arc::new(b"not an elf".to_vec()));
+        assert!(matches!(err, Err(UnwindInfoError::Elf(_))));
     }
 }

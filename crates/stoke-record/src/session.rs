@@ -1,0 +1,252 @@
+//! The recording loop: start, poll until a stop condition, finish, build.
+
+use std::process::ExitStatus;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use stoke_model::Pid;
+use stoke_profile::{Metadata, Profile};
+use stoke_sample::{Child, PerfSampler, Sampler};
+use stoke_symbolize::Symbolizer;
+
+use crate::aggregate::{Aggregator, StackStats};
+use crate::symbols::build_profile;
+use crate::{RecordError, RecordOptions, Target};
+
+/// How often the loop wakes at the latest (to check flags and report progress).
+const TICK: Duration = Duration::from_millis(200);
+/// How long a launched command gets to exit after stoke was asked to stop.
+const GRACE: Duration = Duration::from_millis(1000);
+
+/// How the caller steers a running session.
+pub struct Control<'a> {
+    /// Set (e.g. by a signal handler) to stop recording.
+    pub stop: &'a AtomicBool,
+    /// The signal that asked to stop (0 if none); passed on to a launched command.
+    pub signal: &'a AtomicI32,
+    /// Called a few times per second while recording.
+    pub progress: Option<&'a mut dyn FnMut(Progress)>,
+}
+
+/// Where a running session is.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Time since sampling started.
+    pub elapsed: Duration,
+    /// Samples so far.
+    pub samples: u64,
+}
+
+/// Why recording ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The target exited.
+    TargetExited,
+    /// The duration elapsed.
+    Duration,
+    /// The caller asked (a signal).
+    Requested,
+}
+
+/// The result of a session.
+pub struct Recording {
+    /// The profile, symbolized.
+    pub profile: Profile,
+    /// What was seen.
+    pub stats: StackStats,
+    /// Distinct (thread, stack) pairs.
+    pub distinct_stacks: usize,
+    /// How long sampling lasted.
+    pub duration: Duration,
+    /// How long symbolization took.
+    pub symbolize_time: Duration,
+    /// Why recording ended.
+    pub stop_reason: StopReason,
+    /// A launched command's exit status, if it exited.
+    pub exit_status: Option<ExitStatus>,
+    /// Warnings from symbolization (e.g. a refused JIT map).
+    pub warnings: Vec<String>,
+}
+
+/// A recording in progress.
+pub struct Session {
+    sampler: PerfSampler,
+    child: Option<Child>,
+    options: RecordOptions,
+    command: String,
+    aggregator: Aggregator,
+}
+
+impl Session {
+    /// Attaches to or launches the target and starts sampling.
+    pub fn start(target: &Target, options: RecordOptions) -> Result<Session, RecordError> {
+        let (sampler, child, command) = match target {
+            Target::Pid(pid) => {
+                let sampler = PerfSampler::attach(*pid, &options.sampler)?;
+                let name =
+                    stoke_sample::procfs::thread_name(*pid, (*pid).into()).unwrap_or_default();
+                (sampler, None, format!("pid {pid} ({name})"))
+            }
+            Target::Command(spec) => {
+                let (sampler, child) = PerfSampler::launch(spec, &options.sampler)?;
+                let command = std::iter::once(&spec.program)
+                    .chain(&spec.args)
+                    .map(|a| a.to_string_lossy())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (sampler, Some(child), command)
+            }
+        };
+        let aggregator = Aggregator::new(options.unwind);
+        Ok(Session {
+            sampler,
+            child,
+            options,
+            command,
+            aggregator,
+        })
+    }
+
+    /// What is sampled and how, in one line.
+    pub fn description(&self) -> String {
+        self.sampler.description()
+    }
+
+    /// The target's pid.
+    pub fn pid(&self) -> Pid {
+        self.sampler.target()
+    }
+
+    /// Records until the target exits, the duration elapses or `control.stop`
+    /// is set; then stops sampling, symbolizes and builds the profile.
+    pub fn run(mut self, control: Control<'_>) -> Result<Recording, RecordError> {
+        let Control {
+            stop,
+            signal,
+            mut progress,
+        } = control;
+        let started = Instant::now();
+        let deadline = self.options.duration.map(|d| started + d);
+        let mut last_progress = started;
+        let mut exited = false;
+        let stop_reason = loop {
+            if stop.load(Ordering::SeqCst) {
+                break StopReason::Requested;
+            }
+            let now = Instant::now();
+            let mut timeout = TICK;
+            if let Some(deadline) = deadline {
+                if now >= deadline {
+                    break StopReason::Duration;
+                }
+                timeout = timeout.min(deadline - now);
+            }
+            let outcome = self.poll(Some(timeout))?;
+            if let Some(report) = progress.as_mut() {
+                if last_progress.elapsed() >= TICK {
+                    last_progress = Instant::now();
+                    report(Progress {
+                        elapsed: started.elapsed(),
+                        samples: self.aggregator.samples(),
+                    });
+                }
+            }
+            if outcome.target_exited {
+                exited = true;
+                break StopReason::TargetExited;
+            }
+        };
+        if stop_reason == StopReason::Requested {
+            exited = self.let_command_stop(signal.load(Ordering::SeqCst))?;
+        }
+        let duration = started.elapsed();
+        let aggregator = &mut self.aggregator;
+        self.sampler.finish(&mut |e| aggregator.handle(e))?;
+        let exit_status = match (&mut self.child, exited) {
+            (Some(child), true) => Some(child.wait()?),
+            _ => None,
+        };
+        Ok(self.build(duration, stop_reason, exit_status))
+    }
+
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<stoke_sample::PollOutcome, RecordError> {
+        let aggregator = &mut self.aggregator;
+        Ok(self.sampler.poll(timeout, &mut |e| aggregator.handle(e))?)
+    }
+
+    /// After a stop request, a launched command gets the signal stoke got
+    /// (a terminal's Ctrl-C reached it already) and a moment to exit; one
+    /// that ignores SIGINT gets SIGTERM, as perf does. Returns whether it
+    /// exited. An attached process is never signalled.
+    fn let_command_stop(&mut self, signal: i32) -> Result<bool, RecordError> {
+        let Some(child) = &self.child else {
+            return Ok(false);
+        };
+        if signal != 0 && signal != libc_sigint() {
+            child.signal(signal)?;
+        }
+        if self.wait_exit(GRACE)? {
+            return Ok(true);
+        }
+        if let Some(child) = &self.child {
+            child.signal(libc_sigterm())?;
+        }
+        self.wait_exit(GRACE)
+    }
+
+    fn wait_exit(&mut self, grace: Duration) -> Result<bool, RecordError> {
+        let until = Instant::now() + grace;
+        while Instant::now() < until {
+            if self.poll(Some(until - Instant::now()))?.target_exited {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn build(
+        self,
+        duration: Duration,
+        stop_reason: StopReason,
+        exit_status: Option<ExitStatus>,
+    ) -> Recording {
+        let stats = self.aggregator.stats();
+        let meta = Metadata {
+            command: self.command,
+            frequency: self.options.sampler.frequency,
+            duration,
+            event: self.sampler.description(),
+            lost: stats.lost,
+            truncated: stats.truncated.iter().map(|(_, n)| n).sum(),
+        };
+        let symbolize_started = Instant::now();
+        let mut symbolizer = Symbolizer::new(self.options.symbolize.clone());
+        let profile = build_profile(
+            &self.aggregator.stacks,
+            &self.aggregator.modules,
+            &mut symbolizer,
+            meta,
+        );
+        Recording {
+            profile,
+            distinct_stacks: self.aggregator.distinct_stacks(),
+            stats,
+            duration,
+            symbolize_time: symbolize_started.elapsed(),
+            stop_reason,
+            exit_status,
+            warnings: symbolizer.warnings(),
+        }
+    }
+}
+
+fn libc_sigint() -> i32 {
+    2
+}
+
+fn libc_sigterm() -> i32 {
+    15
+}

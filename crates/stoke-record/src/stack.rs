@@ -1,0 +1,23 @@
+//! Frames as captured: normalized addresses, not yet named.
+
+use stoke_model::{FrameAddress, Pid};
+use stoke_unwind::TruncationReason;
+
+/// Index of a module in the aggregator's module table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ModuleIndex(pub u32);
+
+/// One frame of a captured stack, before symbolization.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RawFrame {
+    /// A kernel address.
+    Kernel(FrameAddress),
+    /// An address in a file-backed module: the address is a file offset.
+    Module(ModuleIndex, FrameAddress),
+    /// An address in anonymous executable memory of a process (JIT code).
+    Jit(Pid, FrameAddress),
+    /// An address in no known mapping.
+    Unmapped(FrameAddress),
+    /// The stack stopped short here (the root side).
+    Truncated(TruncationReason),
+}

@@ -1,0 +1,161 @@
+//! DWARF unwinding of sampled user stacks, with unwind tables loaded once per
+//! module and a per-process table of where each module is mapped.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use std::io::{Read, Seek, SeekFrom};
+use stoke_model::{FrameAddress, Mapping, MappingKind, ModuleKey, Pid, Registers};
+use stoke_sample::{procfs, StackBytes};
+use stoke_unwind::{ModuleRef, ModuleUnwindInfo, StackEnd, UnwindMode, Unwinder};
+
+use crate::mmap::map_file;
+use crate::processes::Process;
+
+/// Frames deeper than this are cut (`[truncated: too deep]`).
+const MAX_FRAMES: usize = 4096;
+
+struct Entry {
+    start: u64,
+    end: u64,
+    info: Arc<ModuleUnwindInfo>,
+    bias: u64,
+}
+
+struct ProcessTable {
+    generation: u64,
+    entries: Vec<Entry>,
+}
+
+/// Unwinds user stacks from registers and stack copies.
+pub(crate) struct DwarfUnwinder {
+    mode: UnwindMode,
+    unwinder: Unwinder,
+    modules: HashMap<ModuleKey, Option<Arc<ModuleUnwindInfo>>>,
+    tables: HashMap<Pid, ProcessTable>,
+}
+
+impl DwarfUnwinder {
+    pub fn new(mode: UnwindMode) -> DwarfUnwinder {
+        DwarfUnwinder {
+            mode,
+            unwinder: Unwinder::new(),
+            modules: HashMap::new(),
+            tables: HashMap::new(),
+        }
+    }
+
+    /// Whether user stacks are unwound here (else the kernel's frame-pointer
+    /// callchain is used).
+    pub fn enabled(&self) -> bool {
+        self.mode != UnwindMode::FramePointer
+    }
+
+    /// Unwinds one sample's user stack into `out`, leaf first.
+    pub fn unwind(
+        &mut self,
+        pid: Pid,
+        process: &mut Process,
+        regs: &Registers,
+        stack: &StackBytes,
+        out: &mut Vec<FrameAddress>,
+    ) -> StackEnd {
+        self.refresh_table(pid, process);
+        let Some(table) = self.tables.get(&pid) else {
+            return StackEnd::Truncated(stoke_unwind::TruncationReason::NoModule);
+        };
+        let entries = &table.entries;
+        let mut find_module = |addr: u64| {
+            let i = entries.partition_point(|e| e.start <= addr);
+            let e = entries.get(i.checked_sub(1)?)?;
+            (addr < e.end).then_some(ModuleRef {
+                info: &e.info,
+                bias: e.bias,
+            })
+        };
+        let mut read_stack = |addr: u64| stack.read_u64(addr).ok_or(());
+        self.unwinder.unwind(
+            regs,
+            self.mode,
+            &mut find_module,
+            &mut read_stack,
+            MAX_FRAMES,
+            out,
+        )
+    }
+
+    /// Rebuilds a process's table when its mappings changed.
+    fn refresh_table(&mut self, pid: Pid, process: &Process) {
+        if let Some(t) = self.tables.get(&pid) {
+            if t.generation == process.generation {
+                return;
+            }
+        }
+        let mut entries = Vec::new();
+        for mapping in &process.mappings {
+            let Some(info) = self.module_info(pid, mapping) else {
+                continue;
+            };
+            let Some(svma) = info.file_offset_to_svma(mapping.file_offset) else {
+                continue;
+            };
+            entries.push(Entry {
+                start: mapping.start.0,
+                end: mapping.end.0,
+                bias: mapping.start.0.wrapping_sub(svma),
+                info,
+            });
+        }
+        let table = ProcessTable {
+            generation: process.generation,
+            entries,
+        };
+        self.tables.insert(pid, table);
+    }
+
+    fn module_info(&mut self, pid: Pid, mapping: &Mapping) -> Option<Arc<ModuleUnwindInfo>> {
+        let key = mapping.module_key();
+        if let Some(cached) = self.modules.get(&key) {
+            return cached.clone();
+        }
+        let loaded = load_module(pid, mapping).map(Arc::new);
+        self.modules.insert(key, loaded.clone());
+        loaded
+    }
+}
+
+/// Reads a module's unwind tables: its file (through the target's root), or
+/// for the vDSO the kernel's image, which is the same in every process.
+fn load_module(pid: Pid, mapping: &Mapping) -> Option<ModuleUnwindInfo> {
+    let data: Arc<dyn AsRef<[u8]> + Send + Sync> = match &mapping.kind {
+        MappingKind::File(path) => {
+            let file = open_in_root(pid, path)?;
+            Arc::new(map_file(&file).ok()?)
+        }
+        MappingKind::Vdso => Arc::new(own_vdso_image()?),
+        _ => return None,
+    };
+    ModuleUnwindInfo::parse(data).ok()
+}
+
+fn open_in_root(pid: Pid, path: &std::path::Path) -> Option<File> {
+    let in_root: PathBuf = procfs::path_in_root(pid, path);
+    File::open(in_root).or_else(|_| File::open(path)).ok()
+}
+
+/// stoke's own copy of the vDSO: the kernel maps the same image into every
+/// process, and reading our own needs no permission over the target.
+fn own_vdso_image() -> Option<Vec<u8>> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
+    let (start, end) = line.split_whitespace().next()?.split_once('-')?;
+    let start = u64::from_str_radix(start, 16).ok()?;
+    let end = u64::from_str_radix(end, 16).ok()?;
+    let mut mem = File::open("/proc/self/mem").ok()?;
+    mem.seek(SeekFrom::Start(start)).ok()?;
+    let mut image = vec![0; usize::try_from(end.checked_sub(start)?).ok()?];
+    mem.read_exact(&mut image).ok()?;
+    Some(image)
+}

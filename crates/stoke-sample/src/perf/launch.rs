@@ -1,0 +1,93 @@
+//! Launching a command under perf events.
+//!
+//! The child is forked and held on a pipe; the events are opened on it with
+//! `enable_on_exec` and `inherit`; then it is released and execs. Its first
+//! instruction after exec is sampled, and its threads, forks and execs are
+//! followed by inheritance.
+
+use std::fs::File;
+use std::io::{Read, Write};
+
+use stoke_model::Pid;
+
+use super::cpus::online_cpus;
+use super::dedup::Duplicates;
+use super::open::Opener;
+use super::sampler::{open_rings, PerfSampler};
+use super::sizing::ring_size;
+use crate::sys::process::{self, HoldPipes, GO_BYTE};
+use crate::sys::ring::page_size;
+use crate::target::HeldChild;
+use crate::{Child, CommandSpec, SampleError, SamplerOptions};
+
+fn sys_error(call: &str) -> impl FnOnce(std::io::Error) -> SampleError + '_ {
+    move |source| SampleError::Sys {
+        call: call.to_string(),
+        source,
+    }
+}
+
+/// See [`PerfSampler::launch`].
+pub(crate) fn launch(
+    command: &CommandSpec,
+    options: &SamplerOptions,
+) -> Result<(PerfSampler, Child), SampleError> {
+    let path = command.resolve()?;
+    let plan = command.exec_plan(&path)?;
+    let cpus = online_cpus()?;
+    let size = ring_size(
+        options.frequency,
+        options.stack,
+        options.ring_pages,
+        cpus.len(),
+        page_size(),
+    );
+
+    let (go_read, go_write) = process::pipe().map_err(sys_error("pipe"))?;
+    let (err_read, err_write) = process::pipe().map_err(sys_error("pipe"))?;
+    let pipes = HoldPipes {
+        go_read: &go_read,
+        go_write: &go_write,
+        err_write: &err_write,
+    };
+    let held = HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error("fork"))?);
+    drop((go_read, err_write));
+    let pid = held.pid();
+
+    let mut opener = Opener::new(options, true, Pid(pid as u32));
+    let (rings, _) = open_rings(&cpus, size, |cpu, watermark| {
+        opener.open(pid, cpu, Some(watermark))
+    })?;
+    let chosen = opener.chosen().cloned().ok_or_else(|| SampleError::Sys {
+        call: "perf_event_open: no online CPU".to_string(),
+        source: std::io::Error::from_raw_os_error(libc::ENODEV),
+    })?;
+    let sampler_fd = process::pidfd_open(pid).map_err(sys_error("pidfd_open"))?;
+    let child_fd = sampler_fd
+        .try_clone()
+        .map_err(sys_error("dup of a pidfd"))?;
+
+    File::from(go_write)
+        .write_all(&[GO_BYTE])
+        .map_err(sys_error("releasing the launched command"))?;
+    let mut errno = Vec::new();
+    File::from(err_read)
+        .read_to_end(&mut errno)
+        .map_err(sys_error("reading the exec status pipe"))?;
+    if let Ok(bytes) = <[u8; 4]>::try_from(errno.as_slice()) {
+        held.reap();
+        let source = std::io::Error::from_raw_os_error(i32::from_ne_bytes(bytes));
+        return Err(match source.raw_os_error() {
+            Some(libc::ENOENT) => {
+                SampleError::CommandNotFound(command.program.to_string_lossy().into_owned())
+            }
+            _ => SampleError::Exec {
+                command: command.display(),
+                source,
+            },
+        });
+    }
+    let pid = held.release();
+    let sampler = PerfSampler::from_parts(pid, chosen, rings, sampler_fd, Duplicates::default());
+    Ok((sampler, Child::new(pid, Some(child_fd))))
+}

@@ -1,0 +1,247 @@
+//! The symbolizer on files of the running system: libc, the kernel's
+//! symbols, and perf maps in /tmp.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use common::*;
+use stoke_model::{FrameAddress, Pid};
+use stoke_symbolize::{ModuleRequest, Symbolized, UnknownReason};
+
+const LIBC_CANDIDATES: &[&str] = &[
+    "/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib/x86_64-linux-gnu/libc.so.6",
+    "/usr/lib64/libc.so.6",
+    "/lib64/libc.so.6",
+];
+
+fn libc() -> &'static Path {
+    LIBC_CANDIDATES
+        .iter()
+        .map(Path::new)
+        .find(|p| p.exists())
+        .expect("no libc.so.6 found")
+}
+
+#[test]
+fn malloc_in_libc_is_named() {
+    let libc = libc();
+    let malloc = function(libc, "malloc");
+    let offset = file_offset(libc, malloc.address) + 8;
+    let mut s = symbolizer();
+    for pid in [None, Some(Pid(std::process::id()))] {
+        let request = ModuleRequest {
+            path: libc,
+            pid,
+            build_id: None,
+        };
+        let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(offset)]);
+        let name = outer_name(&out[0]).unwrap_or_else(|| panic!("{out:?}"));
+        assert!(name.contains("malloc"), "{name}");
+    }
+}
+
+#[test]
+fn kernel_addresses_are_named_from_kallsyms() {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let address = kallsyms
+        .lines()
+        .find_map(|l| l.strip_suffix(" T schedule"))
+        .map(|a| u64::from_str_radix(a, 16).unwrap())
+        .expect("no schedule in /proc/kallsyms");
+    let mut s = symbolizer();
+    let out = s.symbolize_kernel(&[address + 4, address]);
+    if address == 0 {
+        let hidden = Symbolized::Unknown(UnknownReason::KernelSymbolsHidden);
+        assert_eq!(out, vec![hidden.clone(), hidden]);
+        return;
+    }
+    assert_eq!(outer_name(&out[0]), Some("schedule"));
+    assert_eq!(outer_name(&out[1]), Some("schedule"));
+}
+
+/// A perf map path for a pid that cannot exist (above the kernel's pid
+/// limit), removed again on drop.
+struct FakeMap {
+    pid: Pid,
+    path: PathBuf,
+}
+
+impl FakeMap {
+    fn new(pid: u32) -> FakeMap {
+        let path = PathBuf::from(format!("/tmp/perf-{pid}.map"));
+        let _ = std::fs::remove_file(&path);
+        FakeMap {
+            pid: Pid(pid),
+            path,
+        }
+    }
+}
+
+impl Drop for FakeMap {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+const MAP: &str = "7f0000001000 40 LazyCompile:~hot app.js:10\n0x7f0000002000 0x80 Builtin:Add\n";
+
+#[test]
+fn jit_maps_name_anonymous_code() {
+    let map = FakeMap::new(99_000_001);
+    std::fs::write(&map.path, MAP).unwrap();
+    let mut s = symbolizer();
+    let out = s.symbolize_jit(map.pid, &[0x7f00_0000_1010, 0x7f00_0000_2000, 0x10]);
+    assert_eq!(outer_name(&out[0]), Some("LazyCompile:~hot app.js:10"));
+    assert_eq!(outer_name(&out[1]), Some("Builtin:Add"));
+    assert_eq!(out[2], Symbolized::Unknown(UnknownReason::NoSymbol));
+
+    // The map grows while the JIT runs: a changed file is read again.
+    std::fs::write(&map.path, format!("{MAP}7f0000003000 10 Later\n")).unwrap();
+    let out = s.symbolize_jit(map.pid, &[0x7f00_0000_3008]);
+    assert_eq!(outer_name(&out[0]), Some("Later"));
+    assert!(s.warnings().is_empty(), "{:?}", s.warnings());
+
+    let none = s.symbolize_jit(Pid(99_000_009), &[0x7f00_0000_1010]);
+    assert_eq!(none, vec![Symbolized::Unknown(UnknownReason::NoSymbol)]);
+}
+
+fn assert_refused(s: &mut stoke_symbolize::Symbolizer, pid: Pid, why: &str) {
+    let out = s.symbolize_jit(pid, &[0x7f00_0000_1010]);
+    assert!(
+        matches!(&out[0], Symbolized::Unknown(UnknownReason::FileUnavailable(m)) if m.contains(why)),
+        "{out:?}"
+    );
+    assert!(
+        s.warnings()
+            .iter()
+            .any(|w| w.contains(why) && w.contains(&pid.to_string())),
+        "{:?}",
+        s.warnings()
+    );
+}
+
+#[test]
+fn symlinked_jit_maps_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("real.map");
+    std::fs::write(&target, MAP).unwrap();
+    let map = FakeMap::new(99_000_002);
+    symlink(&target, &map.path).unwrap();
+    let mut s = symbolizer();
+    assert_refused(&mut s, map.pid, "symbolic link");
+    // Asked again: still refused, warned once.
+    assert_refused(&mut s, map.pid, "symbolic link");
+    assert_eq!(s.warnings().len(), 1);
+}
+
+#[test]
+fn jit_maps_of_other_owners_and_fifos_are_refused() {
+    let map = FakeMap::new(99_000_003);
+    std::fs::write(&map.path, MAP).unwrap();
+    let mut s = symbolizer();
+    if nix_uid_is_root() {
+        std::os::unix::fs::chown(&map.path, Some(12345), None).unwrap();
+        assert_refused(&mut s, map.pid, "owned by uid 12345");
+    }
+    let fifo = FakeMap::new(99_000_004);
+    run("mkfifo", &[fifo.path.to_str().unwrap()]);
+    // Opening a FIFO for reading would block; the symbolizer must not.
+    assert_refused(&mut s, fifo.pid, "not a regular file");
+}
+
+fn nix_uid_is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").unwrap().uid() == 0
+}
+
+#[test]
+fn a_thousand_addresses_in_libc_and_a_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = compile(dir.path(), "full", &["-g"]);
+    let libc = libc();
+    // Every 100th text byte of libc's executable segment, up to 900 of them.
+    let text = function(libc, "malloc");
+    let start = file_offset(libc, text.address) & !0xfff;
+    let libc_addresses: Vec<FrameAddress> = (0..900)
+        .map(|i| FrameAddress::ReturnAddress(start + i * 100))
+        .collect();
+    let hash_loop = function(&binary, "hash_loop");
+    let binary_addresses: Vec<FrameAddress> = (0..100)
+        .map(|i| {
+            let a = hash_loop.address + i % hash_loop.size;
+            FrameAddress::InstructionPointer(file_offset(&binary, a))
+        })
+        .collect();
+
+    let started = Instant::now();
+    let mut s = symbolizer();
+    let libc_out = s.symbolize_module(
+        &ModuleRequest {
+            path: libc,
+            pid: None,
+            build_id: None,
+        },
+        &libc_addresses,
+    );
+    let binary_out = s.symbolize_module(
+        &ModuleRequest {
+            path: &binary,
+            pid: None,
+            build_id: None,
+        },
+        &binary_addresses,
+    );
+    let elapsed = started.elapsed();
+    eprintln!("1000 addresses (900 libc, 100 fixture) symbolized in {elapsed:?}");
+
+    let named = libc_out.iter().filter(|r| outer_name(r).is_some()).count();
+    assert!(named > 700, "only {named} of 900 libc addresses named");
+    assert!(binary_out
+        .iter()
+        .all(|r| outer_name(r) == Some("hash_loop")));
+}
+
+#[inline(never)]
+fn marker_function_for_the_self_test(x: u64) -> u64 {
+    std::hint::black_box(x.wrapping_mul(31).rotate_left(7))
+}
+
+/// The file offset of a live address of this process, from /proc/self/maps.
+fn own_file_offset(address: u64) -> (PathBuf, u64) {
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    for line in maps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (range, pgoff) = (fields[0], fields[2]);
+        let (start, end) = range.split_once('-').unwrap();
+        let start = u64::from_str_radix(start, 16).unwrap();
+        let end = u64::from_str_radix(end, 16).unwrap();
+        if (start..end).contains(&address) {
+            let pgoff = u64::from_str_radix(pgoff, 16).unwrap();
+            return (PathBuf::from(fields[5]), address - start + pgoff);
+        }
+    }
+    panic!("{address:#x} not mapped");
+}
+
+#[test]
+fn this_test_binary_symbolizes_its_own_rust_functions() {
+    assert_eq!(marker_function_for_the_self_test(1), 31 << 7);
+    let address = marker_function_for_the_self_test as fn(u64) -> u64 as usize as u64;
+    let (path, offset) = own_file_offset(address);
+    let mut s = symbolizer();
+    let request = ModuleRequest {
+        path: &path,
+        pid: Some(Pid(std::process::id())),
+        build_id: None,
+    };
+    let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(offset + 1)]);
+    let Symbolized::Found(frames) = &out[0] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(frames[0].name, "system::marker_function_for_the_self_test");
+    assert!(frames[0].file.as_deref().unwrap().ends_with("system.rs"));
+}

@@ -1,0 +1,125 @@
+//! The unwinding loop: one step per frame, CFI or frame pointers, with the
+//! sanity checks that make garbage input end instead of loop.
+
+use stoke_model::{DwarfReg, FrameAddress, Registers};
+
+use crate::dwarf::{self, Scratch, Step};
+use crate::{framepointer, ModuleRef, StackEnd, TruncationReason, UnwindMode};
+
+/// How many signal frames one stack may pass through. Across a signal frame
+/// the stack pointer may move down (a handler on an alternate stack), so the
+/// "stack grows up" check cannot bound those steps; this does.
+const MAX_SIGNAL_FRAMES: usize = 16;
+
+/// Unwinds stacks. Keeps scratch state (gimli's unwind context) between calls.
+///
+/// One `Unwinder` per thread doing the unwinding; it allocates its scratch
+/// state once, and unwinding allocates nothing else (beyond growing `out`),
+/// except to describe a [`TruncationReason::BadRule`].
+#[derive(Default)]
+pub struct Unwinder {
+    scratch: Scratch,
+}
+
+impl std::fmt::Debug for Unwinder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unwinder").finish_non_exhaustive()
+    }
+}
+
+impl Unwinder {
+    /// A new unwinder.
+    pub fn new() -> Unwinder {
+        Unwinder::default()
+    }
+
+    /// Unwinds from `regs`. `find_module` maps an absolute address to the
+    /// module mapped there; `read_stack` reads the 8-byte word at an absolute
+    /// stack address. Frames are pushed to `out` leaf first: the first is
+    /// `InstructionPointer(regs.ip)`, the rest `ReturnAddress`es (except the
+    /// frame interrupted by a signal, found through a signal trampoline's
+    /// CFI, which is an `InstructionPointer` too). At most `max_frames`
+    /// frames; `out` is appended to, not cleared.
+    ///
+    /// `regs` needs `Rip` and `Rsp`; `Rbp` for frame pointers; other
+    /// callee-saved registers only where CFI computes a CFA from them.
+    pub fn unwind<'m>(
+        &mut self,
+        regs: &Registers,
+        mode: UnwindMode,
+        find_module: &mut dyn FnMut(u64) -> Option<ModuleRef<'m>>,
+        read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>,
+        max_frames: usize,
+        out: &mut Vec<FrameAddress>,
+    ) -> StackEnd {
+        let truncated = StackEnd::Truncated;
+        if max_frames == 0 {
+            return truncated(TruncationReason::TooDeep);
+        }
+        let mut regs = *regs;
+        let mut frame = FrameAddress::InstructionPointer(regs.ip());
+        out.push(frame);
+        let mut pushed = 1;
+        let mut signal_frames = 0;
+        loop {
+            let lookup = frame.lookup_address();
+            let Some(module) = find_module(lookup) else {
+                return truncated(TruncationReason::NoModule);
+            };
+            let svma = lookup.wrapping_sub(module.bias);
+            let step = match mode {
+                UnwindMode::FramePointer => framepointer::step(&regs, read_stack, true),
+                UnwindMode::Dwarf | UnwindMode::Auto => {
+                    match self.scratch.cache.get(module.info.id(), svma) {
+                        Some(row) => row.step(&regs, read_stack),
+                        None => match module.info.find_fde(svma) {
+                            Some(fde) => dwarf::step(
+                                &mut self.scratch,
+                                module.info,
+                                &fde,
+                                svma,
+                                &regs,
+                                read_stack,
+                            ),
+                            None if mode == UnwindMode::Auto => {
+                                framepointer::step(&regs, read_stack, false)
+                            }
+                            None => Err(TruncationReason::NoUnwindInfo),
+                        },
+                    }
+                }
+            };
+            let (caller, signal) = match step {
+                Ok(Step::Root) => return StackEnd::Complete,
+                Ok(Step::Caller { regs, signal }) => (regs, signal),
+                Err(reason) => return truncated(reason),
+            };
+            let (Some(ip), Some(sp)) = (caller.get(DwarfReg::Rip), caller.get(DwarfReg::Rsp))
+            else {
+                return truncated(TruncationReason::Corrupt);
+            };
+            if ip == 0 {
+                return StackEnd::Complete;
+            }
+            if signal {
+                signal_frames += 1;
+                if signal_frames > MAX_SIGNAL_FRAMES {
+                    return truncated(TruncationReason::Corrupt);
+                }
+            } else if regs.get(DwarfReg::Rsp).is_some_and(|old| sp <= old) {
+                return truncated(TruncationReason::Corrupt);
+            }
+            if pushed >= max_frames {
+                return truncated(TruncationReason::TooDeep);
+            }
+            frame = if signal {
+                FrameAddress::InstructionPointer(ip)
+            } else {
+                FrameAddress::ReturnAddress(ip)
+            };
+            out.push(frame);
+            pushed += 1;
+            regs = caller;
+        }
+    }
+}

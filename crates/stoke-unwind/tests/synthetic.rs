@@ -1,0 +1,276 @@
+//! Unwinding synthetic stacks: CFI written with gimli's write API into an
+//! `.eh_frame` blob, stack memory as an array of words.
+
+mod common;
+
+use common::StackCopy;
+use gimli::write::{
+    Address, CallFrameInstruction as Cfi, CommonInformationEntry, EhFrame, EndianVec, Expression,
+    FrameDescriptionEntry, FrameTable,
+};
+use gimli::{constants, Encoding, Format, LittleEndian, Register, X86_64};
+use stoke_model::{DwarfReg, FrameAddress, Registers};
+use stoke_unwind::{ModuleRef, ModuleUnwindInfo, StackEnd, TruncationReason, UnwindMode, Unwinder};
+
+/// Where the synthetic module is loaded: avma = svma + BIAS.
+const BIAS: u64 = 0x5555_0000_0000;
+/// Where the synthetic stack copy starts.
+const SP: u64 = 0x7ffd_0000_1000;
+
+/// Stated addresses of the synthetic functions.
+const LEAF: u64 = 0x1000; // push %rbx; CFA = rsp+16 from +1
+const MID: u64 = 0x2000; // push %rbp; mov %rsp,%rbp: CFA = rbp+16 from +4
+const ROOT: u64 = 0x3000; // return address undefined (like _start)
+const PLT: u64 = 0x4000; // 16-byte entries, CFA expression on rsp and rip
+const TRAMPOLINE: u64 = 0x5000; // signal trampoline, FDE from 0x4fff
+const NO_CFI: u64 = 0x6000; // no FDE
+
+fn r(reg: DwarfReg) -> Register {
+    Register(reg as u16)
+}
+
+fn eh_frame() -> Vec<u8> {
+    let encoding = Encoding {
+        format: Format::Dwarf32,
+        version: 1,
+        address_size: 8,
+    };
+    let mut cie = CommonInformationEntry::new(encoding, 1, -8, X86_64::RA);
+    cie.add_instruction(Cfi::Cfa(X86_64::RSP, 8));
+    cie.add_instruction(Cfi::Offset(X86_64::RA, -8));
+    let mut table = FrameTable::default();
+    let plain = table.add_cie(cie.clone());
+
+    let mut leaf = FrameDescriptionEntry::new(Address::Constant(LEAF), 0x100);
+    leaf.add_instruction(1, Cfi::CfaOffset(16));
+    leaf.add_instruction(1, Cfi::Offset(X86_64::RBX, -16));
+    table.add_fde(plain, leaf);
+
+    let mut mid = FrameDescriptionEntry::new(Address::Constant(MID), 0x100);
+    mid.add_instruction(1, Cfi::CfaOffset(16));
+    mid.add_instruction(1, Cfi::Offset(X86_64::RBP, -16));
+    mid.add_instruction(4, Cfi::CfaRegister(X86_64::RBP));
+    table.add_fde(plain, mid);
+
+    let mut root = FrameDescriptionEntry::new(Address::Constant(ROOT), 0x100);
+    root.add_instruction(0, Cfi::Undefined(X86_64::RA));
+    table.add_fde(plain, root);
+
+    // What ld writes for .plt: CFA = rsp + 8 + ((rip & 15) >= 11 ? 8 : 0).
+    let mut plt_cfa = Expression::new();
+    plt_cfa.op_breg(r(DwarfReg::Rsp), 8);
+    plt_cfa.op_breg(r(DwarfReg::Rip), 0);
+    plt_cfa.op(constants::DW_OP_lit15);
+    plt_cfa.op(constants::DW_OP_and);
+    plt_cfa.op(constants::DW_OP_lit11);
+    plt_cfa.op(constants::DW_OP_ge);
+    plt_cfa.op(constants::DW_OP_lit3);
+    plt_cfa.op(constants::DW_OP_shl);
+    plt_cfa.op(constants::DW_OP_plus);
+    let mut plt = FrameDescriptionEntry::new(Address::Constant(PLT), 0x40);
+    plt.add_instruction(0, Cfi::CfaExpression(plt_cfa));
+    table.add_fde(plain, plt);
+
+    // A signal trampoline whose saved context is at rsp: rbp at +0, rip at
+    // +8, rsp at +16 (glibc's __restore_rt does the same with ucontext offsets).
+    let mut sig_cie = CommonInformationEntry::new(encoding, 1, -8, X86_64::RA);
+    sig_cie.signal_trampoline = true;
+    let sig = table.add_cie(sig_cie);
+    let saved = |offset| {
+        let mut e = Expression::new();
+        e.op_breg(r(DwarfReg::Rsp), offset);
+        e
+    };
+    let mut cfa = saved(16);
+    cfa.op_deref();
+    let mut tramp = FrameDescriptionEntry::new(Address::Constant(TRAMPOLINE - 1), 0x20);
+    tramp.add_instruction(0, Cfi::CfaExpression(cfa));
+    tramp.add_instruction(0, Cfi::Expression(X86_64::RBP, saved(0)));
+    tramp.add_instruction(0, Cfi::Expression(X86_64::RA, saved(8)));
+    tramp.add_instruction(0, Cfi::Expression(X86_64::RSP, saved(16)));
+    table.add_fde(sig, tramp);
+
+    let mut out = EhFrame(EndianVec::new(LittleEndian));
+    table.write_eh_frame(&mut out).unwrap();
+    out.0.into_vec()
+}
+
+fn module() -> ModuleUnwindInfo {
+    ModuleUnwindInfo::from_eh_frame(eh_frame(), 0x10_0000)
+}
+
+fn run(
+    info: &ModuleUnwindInfo,
+    regs: Registers,
+    mode: UnwindMode,
+    stack: &StackCopy,
+    max_frames: usize,
+) -> (Vec<FrameAddress>, StackEnd) {
+    let mut out = Vec::new();
+    let end = Unwinder::new().unwind(
+        &regs,
+        mode,
+        &mut |addr| {
+            (BIAS..BIAS + 0x10000)
+                .contains(&addr)
+                .then_some(ModuleRef { info, bias: BIAS })
+        },
+        &mut |addr| stack.read(addr),
+        max_frames,
+        &mut out,
+    );
+    (out, end)
+}
+
+use FrameAddress::{InstructionPointer as Ip, ReturnAddress as Ra};
+
+/// leaf (rbx pushed) -> mid (rbp frame) -> root.
+fn three_frames() -> (Registers, StackCopy) {
+    let mid_rbp = SP + 48;
+    let mut words = vec![0u64; 16];
+    words[0] = 0xb0b; // saved rbx
+    words[1] = BIAS + MID + 0x50; // return into mid
+    words[6] = 0xdead_0000; // mid's saved rbp (at mid_rbp)
+    words[7] = BIAS + ROOT + 0x20; // return into root
+    let regs = Registers::new(BIAS + LEAF + 0x10, SP, mid_rbp);
+    (regs, StackCopy::from_words(SP, &words))
+}
+
+#[test]
+fn cfi_chain_ends_complete_at_an_undefined_return_address() {
+    let info = module();
+    assert!(info.has_cfi());
+    let (regs, stack) = three_frames();
+    for mode in [UnwindMode::Dwarf, UnwindMode::Auto] {
+        let (frames, end) = run(&info, regs, mode, &stack, 64);
+        assert_eq!(end, StackEnd::Complete);
+        assert_eq!(
+            frames,
+            [
+                Ip(BIAS + LEAF + 0x10),
+                Ra(BIAS + MID + 0x50),
+                Ra(BIAS + ROOT + 0x20)
+            ]
+        );
+    }
+}
+
+#[test]
+fn limits_and_failures_truncate_with_a_reason() {
+    let info = module();
+    let (regs, stack) = three_frames();
+
+    let (frames, end) = run(&info, regs, UnwindMode::Dwarf, &stack, 2);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::TooDeep));
+
+    let short = StackCopy {
+        base: SP,
+        bytes: stack.bytes[..40].to_vec(),
+    };
+    let (frames, end) = run(&info, regs, UnwindMode::Dwarf, &short, 64);
+    assert_eq!(frames.len(), 2);
+    assert_eq!(
+        end,
+        StackEnd::Truncated(TruncationReason::StackCopyExhausted)
+    );
+
+    let mut outside = regs;
+    outside.set(DwarfReg::Rip, 0x1234);
+    let (frames, end) = run(&info, outside, UnwindMode::Dwarf, &stack, 64);
+    assert_eq!(frames, [Ip(0x1234)]);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::NoModule));
+
+    // mid's frame pointer below the stack pointer: the CFA would move down.
+    let mut corrupt = regs;
+    corrupt.set(DwarfReg::Rbp, SP - 64);
+    let (_, end) = run(&info, corrupt, UnwindMode::Dwarf, &stack, 64);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::Corrupt));
+
+    let (_, end) = run(&info, regs, UnwindMode::Dwarf, &stack, 0);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::TooDeep));
+}
+
+#[test]
+fn plt_entries_unwind_through_their_cfa_expression() {
+    let info = module();
+    let (_, stack) = three_frames();
+    // Late in the entry (after `push`): CFA = rsp + 16, the word at rsp is pushed data.
+    let late = StackCopy::from_words(SP - 8, &[7]);
+    let mut stack_late = late.bytes.clone();
+    stack_late.extend_from_slice(&stack.bytes);
+    let stack_late = StackCopy {
+        base: SP - 8,
+        bytes: stack_late,
+    };
+    // Return to mid from the PLT entry: rsp points at the return address (SP + 8).
+    let regs = Registers::new(BIAS + PLT + 0x10 + 12, SP, SP + 48);
+    let (frames, end) = run(&info, regs, UnwindMode::Dwarf, &stack_late, 64);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(frames[1..], [Ra(BIAS + MID + 0x50), Ra(BIAS + ROOT + 0x20)]);
+
+    // Early in the entry: CFA = rsp + 8.
+    let regs = Registers::new(BIAS + PLT + 0x10 + 2, SP + 8, SP + 48);
+    let (frames, end) = run(&info, regs, UnwindMode::Dwarf, &stack, 64);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(frames[1..], [Ra(BIAS + MID + 0x50), Ra(BIAS + ROOT + 0x20)]);
+}
+
+#[test]
+fn the_frame_interrupted_by_a_signal_is_an_instruction_pointer() {
+    let info = module();
+    let interrupted_sp = SP + 0x80;
+    let mut words = vec![0u64; 24];
+    words[0] = 0; // handler's saved rbx
+    words[1] = BIAS + TRAMPOLINE; // handler returns to the trampoline's first byte
+    words[2] = 0x1111; // saved context: rbp
+    words[3] = BIAS + ROOT + 0x10; // rip: the interrupted instruction
+    words[4] = interrupted_sp; // rsp
+    let stack = StackCopy::from_words(SP, &words);
+    let regs = Registers::new(BIAS + LEAF + 0x20, SP, 0);
+    let (frames, end) = run(&info, regs, UnwindMode::Dwarf, &stack, 64);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(
+        frames,
+        [
+            Ip(BIAS + LEAF + 0x20),
+            Ra(BIAS + TRAMPOLINE),
+            Ip(BIAS + ROOT + 0x10)
+        ]
+    );
+}
+
+#[test]
+fn frame_pointers_cover_code_without_cfi() {
+    let info = module();
+    // A function without CFI whose frame record is at SP+16: [rbp] = 0,
+    // [rbp+8] = return into root.
+    let words = [0, 0, 0, BIAS + ROOT + 0x20];
+    let stack = StackCopy::from_words(SP, &words);
+    let regs = Registers::new(BIAS + NO_CFI + 0x10, SP, SP + 16);
+
+    let (frames, end) = run(&info, regs, UnwindMode::Dwarf, &stack, 64);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::NoUnwindInfo));
+
+    let (frames, end) = run(&info, regs, UnwindMode::Auto, &stack, 64);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(frames[1], Ra(BIAS + ROOT + 0x20));
+
+    // Frame pointers only: the chain ends at rbp == 0.
+    let (frames, end) = run(&info, regs, UnwindMode::FramePointer, &stack, 64);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(frames, [Ip(BIAS + NO_CFI + 0x10), Ra(BIAS + ROOT + 0x20)]);
+}
+
+#[test]
+fn frame_pointer_chain_rejects_a_frame_record_below_the_stack_pointer() {
+    let info = module();
+    let stack = StackCopy::from_words(SP, &[0; 8]);
+    let regs = Registers::new(BIAS + NO_CFI, SP, SP - 16);
+    let (_, end) = run(&info, regs, UnwindMode::FramePointer, &stack, 64);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::Corrupt));
+    let regs = Registers::new(BIAS + NO_CFI, SP, SP + 3);
+    let (_, end) = run(&info, regs, UnwindMode::FramePointer, &stack, 64);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::Corrupt));
+}

@@ -1,0 +1,168 @@
+//! `stoke record`.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use stoke_model::Pid;
+use stoke_record::{
+    Control, Progress, RecordOptions, Recording, Session, StopReason, Target, UnwindMode,
+};
+use stoke_sample::{CommandSpec, SamplerOptions, StackCapture};
+
+use crate::cli::{RecordArgs, Unwind};
+use crate::output::{self, Render};
+use crate::{signals, summary};
+
+pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
+    let target = match (args.pid, args.command.split_first()) {
+        (Some(pid), _) => Target::Pid(Pid(pid)),
+        (None, Some((program, rest))) => Target::Command(CommandSpec {
+            program: program.clone(),
+            args: rest.to_vec(),
+        }),
+        (None, None) => anyhow::bail!("nothing to profile: give -p PID or -- COMMAND"),
+    };
+    let outputs = output::resolve(&args.outputs, args.format, &default_stem(&target))?;
+    let (unwind, stack) = match args.unwind {
+        Unwind::Fp => (UnwindMode::FramePointer, StackCapture::Callchain),
+        mode => (
+            if mode == Unwind::Dwarf {
+                UnwindMode::Dwarf
+            } else {
+                UnwindMode::Auto
+            },
+            StackCapture::RegsAndStack {
+                size: args.stack_size,
+            },
+        ),
+    };
+    let options = RecordOptions {
+        sampler: SamplerOptions {
+            frequency: args.frequency,
+            kernel: !args.no_kernel,
+            stack,
+            ..SamplerOptions::default()
+        },
+        unwind,
+        duration: args.duration,
+        ..RecordOptions::default()
+    };
+    signals::install()?;
+    let session = Session::start(&target, options)?;
+    eprintln!(
+        "stoke: recording pid {} with {}; Ctrl-C to stop",
+        session.pid(),
+        session.description()
+    );
+    let live = std::io::stderr().is_terminal();
+    let mut show = |p: Progress| {
+        let _ = write!(
+            std::io::stderr(),
+            "\rstoke: {:.1} s, {} samples ",
+            p.elapsed.as_secs_f64(),
+            summary::thousands(p.samples)
+        );
+    };
+    let recording = session.run(Control {
+        stop: &signals::STOP,
+        signal: &signals::SIGNAL,
+        progress: if live { Some(&mut show) } else { None },
+    })?;
+    if live {
+        eprint!("\r\x1b[K");
+    }
+    let written_at = Instant::now();
+    let render = Render {
+        title: args.title,
+        per_thread: args.per_thread,
+    };
+    if recording.profile.total_samples() == 0 {
+        summary::print(&recording, &[], written_at.elapsed());
+        anyhow::bail!("no samples were recorded: the target used no CPU while it was watched");
+    }
+    for out in &outputs {
+        output::write(&recording.profile, out, &render)
+            .with_context(|| format!("writing {}", out.display()))?;
+    }
+    summary::print(&recording, &outputs, written_at.elapsed());
+    Ok(exit_code(&recording))
+}
+
+/// A wrapped command's exit status becomes stoke's own.
+fn exit_code(recording: &Recording) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    if recording.stop_reason != StopReason::TargetExited && recording.exit_status.is_none() {
+        return ExitCode::SUCCESS;
+    }
+    match recording.exit_status {
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => ExitCode::from(code as u8),
+            (None, Some(signal)) => ExitCode::from(128u8.wrapping_add(signal as u8)),
+            _ => ExitCode::FAILURE,
+        },
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// `stoke-<name>-<UTC time>`, the default output name.
+fn default_stem(target: &Target) -> String {
+    let name = match target {
+        Target::Pid(pid) => stoke_sample::procfs::thread_name(*pid, (*pid).into())
+            .unwrap_or_else(|| pid.to_string()),
+        Target::Command(spec) => std::path::Path::new(&spec.program)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "command".into()),
+    };
+    let name: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("stoke-{name}-{}", utc_stamp(SystemTime::now()))
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC.
+fn utc_stamp(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn utc_stamps_are_civil_dates() {
+        assert_eq!(utc_stamp(SystemTime::UNIX_EPOCH), "19700101-000000");
+        let leap = SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400 + 3_661);
+        assert_eq!(utc_stamp(leap), "20000229-010101");
+    }
+}
