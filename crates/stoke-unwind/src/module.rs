@@ -50,6 +50,7 @@ struct LoadSegment {
     offset: u64,
     vaddr: u64,
     filesz: u64,
+    executable: bool,
 }
 
 /// Parsed unwind tables of one ELF module.
@@ -119,6 +120,7 @@ impl ModuleUnwindInfo {
                     offset: ph.p_offset(endian),
                     vaddr: ph.p_vaddr(endian),
                     filesz: ph.p_filesz(endian),
+                    executable: ph.p_flags(endian).contains(object::elf::PF_X),
                 });
             } else if p_type == object::elf::PT_GNU_EH_FRAME {
                 gnu_eh_frame = Some((ph.p_offset(endian), ph.p_vaddr(endian), ph.p_filesz(endian)));
@@ -220,6 +222,7 @@ impl ModuleUnwindInfo {
                 offset: 0,
                 vaddr: 0,
                 filesz: u64::MAX,
+                executable: true,
             }],
         };
         if let Some(eh) = info.eh_frame_section() {
@@ -232,16 +235,26 @@ impl ModuleUnwindInfo {
     /// `offset` is loaded at, from the `PT_LOAD` program headers.
     ///
     /// An offset in the page before a segment's (unaligned) start counts as
-    /// part of that segment, since mappings start on page boundaries.
+    /// part of that segment, since mappings start on page boundaries. Where
+    /// an offset lies in several segments, an executable one wins: callers
+    /// convert the starts of executable mappings.
     pub fn file_offset_to_svma(&self, offset: u64) -> Option<u64> {
         let within = |s: &LoadSegment, start: u64| {
             offset >= start && offset - start < s.filesz.saturating_add(s.offset - start)
         };
-        let seg = self
-            .loads
-            .iter()
-            .find(|s| within(s, s.offset))
-            .or_else(|| self.loads.iter().find(|s| within(s, s.offset & !0xfff)))?;
+        // The page at a segment boundary is often in two segments' ranges
+        // (the end of a read-only one and the start of the code): code is
+        // what callers map, so executable segments are asked first.
+        let in_kind = |executable: bool| {
+            let mut kind = self
+                .loads
+                .iter()
+                .filter(move |s| s.executable == executable);
+            kind.clone()
+                .find(|s| within(s, s.offset))
+                .or_else(|| kind.find(|s| within(s, s.offset & !0xfff)))
+        };
+        let seg = in_kind(true).or_else(|| in_kind(false))?;
         Some(seg.vaddr.wrapping_sub(seg.offset).wrapping_add(offset))
     }
 
@@ -364,4 +377,33 @@ fn index_lookup(index: &[IndexEntry], svma: u64) -> Option<usize> {
     let i = index.partition_point(|e| e.start <= svma).checked_sub(1)?;
     let e = index[i];
     (svma - e.start < e.len).then_some(e.offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_page_shared_by_two_segments_belongs_to_the_code() {
+        // lld's layout: the read-only segment ends inside the page where the
+        // code segment starts, and the code's address is a page above its offset.
+        let mut info = ModuleUnwindInfo::from_eh_frame(Vec::new(), 0);
+        info.loads = vec![
+            LoadSegment {
+                offset: 0,
+                vaddr: 0,
+                filesz: 0x1776c,
+                executable: false,
+            },
+            LoadSegment {
+                offset: 0x17770,
+                vaddr: 0x18770,
+                filesz: 0x43a00,
+                executable: true,
+            },
+        ];
+        assert_eq!(info.file_offset_to_svma(0x17000), Some(0x18000));
+        assert_eq!(info.file_offset_to_svma(0x17800), Some(0x18800));
+        assert_eq!(info.file_offset_to_svma(0x100), Some(0x100));
+    }
 }

@@ -118,6 +118,38 @@ pub(crate) fn sample_identifier(layout: &Layout, record: &[u8]) -> Option<u64> {
     c.u64()
 }
 
+/// The kernel timestamp of a record: a sample's `TIME` field, or for other
+/// records the `TIME` in the `sample_id` trailer that `sample_id_all` appends.
+pub(crate) fn record_time(layout: &Layout, record: &[u8]) -> Option<u64> {
+    let h = header(record)?;
+    let st = layout.sample_type;
+    if st & sample::TIME == 0 {
+        return None;
+    }
+    let record = record.get(..usize::from(h.size))?;
+    let offset = if h.kind == kind::SAMPLE {
+        let before = [sample::IDENTIFIER, sample::IP, sample::TID];
+        HEADER_SIZE + 8 * before.iter().filter(|&&bit| st & bit != 0).count()
+    } else {
+        // The trailer is pid/tid, time, id, stream_id, cpu, identifier,
+        // each present when its bit is set: the time is followed by the rest.
+        let after = [
+            sample::ID,
+            sample::STREAM_ID,
+            sample::CPU,
+            sample::IDENTIFIER,
+        ];
+        let tail = 8 + 8 * after.iter().filter(|&&bit| st & bit != 0).count();
+        record
+            .len()
+            .checked_sub(tail)
+            .filter(|&o| o >= HEADER_SIZE)?
+    };
+    let mut c = Cursor::new(record);
+    c.skip(offset)?;
+    c.u64()
+}
+
 /// Parses one record. `None` for records stoke does not use (unknown types,
 /// non-executable mappings) and for malformed ones.
 pub(crate) fn parse(layout: &Layout, record: &[u8]) -> Option<Event> {

@@ -375,3 +375,18 @@ fn short_and_garbage_records_never_panic() {
         let _ = parse(&CALLCHAIN_LAYOUT, &bytes);
     }
 }
+
+#[test]
+fn records_are_timed_from_the_sample_or_the_trailer() {
+    let comm = Rec::new()
+        .u32(7)
+        .u32(8)
+        .string("sh")
+        .trailer()
+        .finish(kind::COMM, 0);
+    assert_eq!(record_time(&CALLCHAIN_LAYOUT, &comm), Some(5));
+    let sample = callchain_sample();
+    let parsed = expect_sample(parse(&CALLCHAIN_LAYOUT, &sample));
+    assert_eq!(record_time(&CALLCHAIN_LAYOUT, &sample), Some(parsed.time));
+    assert_eq!(record_time(&CALLCHAIN_LAYOUT, &sample[..12]), None);
+}

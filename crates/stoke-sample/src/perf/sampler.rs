@@ -138,6 +138,7 @@ pub struct PerfSampler {
     pending: Vec<Event>,
     duplicates: Duplicates,
     scratch: Vec<u8>,
+    batch: Vec<(u64, Event)>,
     lost: u64,
 }
 
@@ -162,6 +163,7 @@ impl PerfSampler {
             pending: Vec::new(),
             duplicates,
             scratch: Vec::new(),
+            batch: Vec::new(),
             lost: 0,
         }
     }
@@ -195,16 +197,20 @@ impl PerfSampler {
         }
     }
 
-    /// Reads every ring buffer to its end and hands the events to `sink`.
+    /// Reads every ring buffer to its end and hands the events to `sink`,
+    /// merged across CPUs in time order: a thread that exec'd on one CPU and
+    /// was sampled on another must be seen renamed and remapped first.
     fn drain(&mut self, sink: &mut dyn FnMut(Event)) {
         self.emit_pending(sink);
         let mut scratch = std::mem::take(&mut self.scratch);
+        let mut batch = std::mem::take(&mut self.batch);
         for ring in &mut self.rings {
             scratch.clear();
             if ring.ring.read_into(&mut scratch) == 0 {
                 continue;
             }
             let (layout, duplicates, lost) = (&self.layout, &mut self.duplicates, &mut self.lost);
+            let mut last_time = 0;
             record::split_records(&scratch, |bytes| {
                 let Some(event) = record::parse(layout, bytes) else {
                     return;
@@ -219,10 +225,18 @@ impl PerfSampler {
                     Event::Lost { count } => *lost += count,
                     _ => {}
                 }
-                sink(event);
+                // A record without a time keeps its place after the one before.
+                last_time = record::record_time(layout, bytes).unwrap_or(last_time);
+                batch.push((last_time, event));
             });
         }
+        // Stable: records of one CPU with equal times keep their order.
+        batch.sort_by_key(|(time, _)| *time);
+        for (_, event) in batch.drain(..) {
+            sink(event);
+        }
         self.scratch = scratch;
+        self.batch = batch;
     }
 }
 
