@@ -6,9 +6,7 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use stoke_model::Pid;
-use stoke_record::{
-    Control, Progress, RecordOptions, Recording, Session, StopReason, Target, UnwindMode,
-};
+use stoke_record::{Control, Progress, RecordOptions, Recording, Session, Target, UnwindMode};
 use stoke_sample::{CommandSpec, SamplerOptions, StackCapture};
 
 use crate::cli::{RecordArgs, Unwind};
@@ -80,29 +78,32 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     };
     if recording.profile.total_samples() == 0 {
         summary::print(&recording, &[], written_at.elapsed());
-        anyhow::bail!("no samples were recorded: the target used no CPU while it was watched");
+        eprintln!("stoke: no samples were recorded: the target used no CPU while it was watched; nothing written");
+        // A failing command's own status still wins.
+        return Ok(ExitCode::from(match exit_code(&recording) {
+            0 => 1,
+            code => code,
+        }));
     }
     for out in &outputs {
         output::write(&recording.profile, out, &render)
             .with_context(|| format!("writing {}", out.display()))?;
     }
     summary::print(&recording, &outputs, written_at.elapsed());
-    Ok(exit_code(&recording))
+    Ok(ExitCode::from(exit_code(&recording)))
 }
 
-/// A wrapped command's exit status becomes stoke's own.
-fn exit_code(recording: &Recording) -> ExitCode {
+/// A wrapped command's exit status becomes stoke's own (128 + N for a
+/// command killed by signal N, as shells report it); 0 otherwise.
+fn exit_code(recording: &Recording) -> u8 {
     use std::os::unix::process::ExitStatusExt;
-    if recording.stop_reason != StopReason::TargetExited && recording.exit_status.is_none() {
-        return ExitCode::SUCCESS;
-    }
     match recording.exit_status {
         Some(status) => match (status.code(), status.signal()) {
-            (Some(code), _) => ExitCode::from(code as u8),
-            (None, Some(signal)) => ExitCode::from(128u8.wrapping_add(signal as u8)),
-            _ => ExitCode::FAILURE,
+            (Some(code), _) => code as u8,
+            (None, Some(signal)) => 128u8.wrapping_add(signal as u8),
+            _ => 1,
         },
-        None => ExitCode::SUCCESS,
+        None => 0,
     }
 }
 

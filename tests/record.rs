@@ -344,3 +344,19 @@ fn sigint_stops_recording_writes_output_and_leaves_the_target_running() {
 fn sigterm_stops_recording_writes_output_and_leaves_the_target_running() {
     stop_attached_recording_with(Signal::SIGTERM);
 }
+
+#[test]
+fn a_failing_command_with_no_samples_keeps_its_status_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(stoke_record(dir.path()).args(["-o", "out.svg", "--", "sh", "-c", "exit 3"]));
+    outcome.assert_no_panic();
+    assert_eq!(outcome.status.code(), Some(3), "{outcome}");
+    assert!(
+        outcome.stderr.contains("no samples were recorded"),
+        "{outcome}"
+    );
+    assert!(
+        !dir.path().join("out.svg").exists(),
+        "an empty profile was written"
+    );
+}

@@ -48,8 +48,10 @@ pub enum StackCapture {
     /// The kernel's callchain only: kernel frames, then user frames walked
     /// by frame pointers.
     Callchain,
-    /// The callchain plus the user registers and a copy of the top `size`
-    /// bytes of the user stack, for DWARF unwinding in user space.
+    /// Kernel frames from the callchain, plus the user registers and a copy
+    /// of the top `size` bytes of the user stack, for DWARF unwinding in user
+    /// space. The kernel's frame-pointer walk of the user stack is left out
+    /// (`Sample::user_callchain` is empty): it would only cost the target time.
     RegsAndStack {
         /// Bytes of user stack copied per sample (rounded to 8, at most 65528).
         size: u32,

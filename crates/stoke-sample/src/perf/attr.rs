@@ -42,6 +42,7 @@ mod flag {
     pub(super) const WATERMARK: u64 = 1 << 14;
     pub(super) const SAMPLE_ID_ALL: u64 = 1 << 18;
     pub(super) const EXCLUDE_CALLCHAIN_KERNEL: u64 = 1 << 21;
+    pub(super) const EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;
     pub(super) const MMAP2: u64 = 1 << 23;
     pub(super) const COMM_EXEC: u64 = 1 << 24;
     pub(super) const BUILD_ID: u64 = 1 << 34;
@@ -175,6 +176,11 @@ impl AttrSpec {
             flags |= flag::WATERMARK;
         }
         let stack = stack_copy_size(self.stack);
+        if stack > 0 {
+            // The stack copy is unwound in user space; the kernel's own
+            // frame-pointer walk would only cost the target time.
+            flags |= flag::EXCLUDE_CALLCHAIN_USER;
+        }
         PerfEventAttr {
             kind,
             size: std::mem::size_of::<PerfEventAttr>() as u32,
