@@ -185,14 +185,14 @@ impl Session {
         let Some(child) = &self.child else {
             return Ok(false);
         };
-        if signal != 0 && signal != libc_sigint() {
+        if signal != 0 && signal != libc::SIGINT {
             child.signal(signal)?;
         }
         if self.wait_exit(GRACE)? {
             return Ok(true);
         }
         if let Some(child) = &self.child {
-            child.signal(libc_sigterm())?;
+            child.signal(libc::SIGTERM)?;
         }
         self.wait_exit(GRACE)
     }
@@ -218,7 +218,7 @@ impl Session {
             command: self.command,
             frequency: self.options.sampler.frequency,
             duration,
-            event: self.sampler.description(),
+            event: event_name(&self.sampler.description()),
             lost: stats.lost,
             truncated: stats.truncated.iter().map(|(_, n)| n).sum(),
         };
@@ -243,10 +243,24 @@ impl Session {
     }
 }
 
-fn libc_sigint() -> i32 {
-    2
+/// The event's name from the sampler's description (`cpu-clock at 999 Hz (…)`).
+fn event_name(description: &str) -> String {
+    description
+        .split_once(" at ")
+        .map_or(description, |(name, _)| name)
+        .to_string()
 }
 
-fn libc_sigterm() -> i32 {
-    15
+#[cfg(test)]
+mod tests {
+    use super::event_name;
+
+    #[test]
+    fn the_event_name_is_the_description_up_to_the_rate() {
+        assert_eq!(
+            event_name("cpu-clock at 999 Hz (no hardware PMU)"),
+            "cpu-clock"
+        );
+        assert_eq!(event_name("cycles"), "cycles");
+    }
 }
