@@ -14,8 +14,11 @@ use crate::stack::{ModuleIndex, RawFrame};
 /// A module seen in samples.
 #[derive(Clone, Debug)]
 pub(crate) struct ModuleInfo {
-    /// Its path as the target sees it (None for the vDSO).
+    /// Its path as the target sees it (None for the vDSO and other
+    /// pseudo mappings).
     path: Option<PathBuf>,
+    /// Whether it is the vDSO (symbolized from stoke's own copy).
+    is_vdso: bool,
     /// A process that mapped it, to open it through `/proc/PID/root`.
     pid: Pid,
     build_id: Option<BuildId>,
@@ -42,6 +45,7 @@ impl ModuleTable {
                 MappingKind::File(p) => Some(p.clone()),
                 _ => None,
             },
+            is_vdso: mapping.kind == MappingKind::Vdso,
             pid,
             build_id: mapping.build_id.clone(),
             short_name: mapping.short_name(),
@@ -125,12 +129,16 @@ fn name_frames(
                 },
                 &addresses,
             ),
+            None if info.is_vdso => symbolizer.symbolize_vdso(info.build_id.as_ref(), &addresses),
             None => {
                 vec![Symbolized::Unknown(stoke_symbolize::UnknownReason::NoSymbol); addresses.len()]
             }
         };
         for (a, result) in addresses.iter().zip(results) {
-            let fallback = || format!("{}+{:#x}", info.short_name, a.address());
+            // Unnamed functions are named by their start, so their samples merge.
+            let fallback = |start: Option<u64>| {
+                format!("{}+{:#x}", info.short_name, start.unwrap_or(a.address()))
+            };
             let ids = intern(
                 profile,
                 result,
@@ -144,7 +152,7 @@ fn name_frames(
     let kernel_addrs: Vec<u64> = kernel.iter().map(|a| a.lookup_address()).collect();
     let results = symbolizer.symbolize_kernel(&kernel_addrs);
     for (a, result) in kernel.iter().zip(results) {
-        let ids = intern(profile, result, FrameKind::Kernel, None, || {
+        let ids = intern(profile, result, FrameKind::Kernel, None, |_| {
             "[unknown]".into()
         });
         names.insert(RawFrame::Kernel(*a), ids);
@@ -153,28 +161,37 @@ fn name_frames(
         let lookup: Vec<u64> = addresses.iter().map(|a| a.lookup_address()).collect();
         let results = symbolizer.symbolize_jit(pid, &lookup);
         for (a, result) in addresses.iter().zip(results) {
-            let ids = intern(profile, result, FrameKind::Jit, None, || "[unknown]".into());
+            let ids = intern(profile, result, FrameKind::Jit, None, |_| {
+                "[unknown]".into()
+            });
             names.insert(RawFrame::Jit(pid, *a), ids);
         }
     }
     names
 }
 
+/// Interns the frames of one result. `fallback` names what has no name:
+/// it gets the function's start (a file offset) for
+/// [`Symbolized::Unnamed`], else `None`.
 fn intern(
     profile: &mut Profile,
     result: Symbolized,
     kind: FrameKind,
     module: Option<&str>,
-    fallback: impl FnOnce() -> String,
+    fallback: impl FnOnce(Option<u64>) -> String,
 ) -> Vec<FrameId> {
-    let frames = match result {
-        Symbolized::Found(frames) if !frames.is_empty() => frames,
-        _ => vec![SymbolFrame {
-            name: fallback(),
+    let unnamed = |name| {
+        vec![SymbolFrame {
+            name,
             file: None,
             line: None,
             inlined: false,
-        }],
+        }]
+    };
+    let frames = match result {
+        Symbolized::Found(frames) if !frames.is_empty() => frames,
+        Symbolized::Unnamed { function_offset } => unnamed(fallback(Some(function_offset))),
+        _ => unnamed(fallback(None)),
     };
     frames
         .into_iter()

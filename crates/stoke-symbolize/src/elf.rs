@@ -67,6 +67,15 @@ pub(crate) fn offset_to_svma(segments: &[Segment], offset: u64) -> Option<u64> {
         .map(|s| s.vaddr.wrapping_add(offset - s.offset))
 }
 
+/// Converts a stated virtual memory address back to a file offset: the
+/// inverse of [`offset_to_svma`], for addresses the file holds bytes for.
+pub(crate) fn svma_to_offset(segments: &[Segment], svma: u64) -> Option<u64> {
+    segments
+        .iter()
+        .find(|s| svma >= s.vaddr && svma - s.vaddr < s.file_size)
+        .map(|s| s.offset + (svma - s.vaddr))
+}
+
 /// A mapped ELF file and the facts parsed from it once.
 pub(crate) struct ElfImage {
     /// Where it was opened from.
@@ -75,6 +84,8 @@ pub(crate) struct ElfImage {
     pub(crate) bytes: Bytes,
     /// Its byte order.
     pub(crate) endian: RunTimeEndian,
+    /// Its address size in bytes (4 or 8).
+    pub(crate) address_size: u8,
     /// Its `PT_LOAD` segments.
     pub(crate) segments: Vec<Segment>,
     /// Its GNU build-id note.
@@ -99,14 +110,15 @@ impl ElfImage {
         ElfImage::parse(path, bytes)
     }
 
-    /// Parses mapped bytes.
-    fn parse(path: &Path, bytes: Bytes) -> Result<ElfImage, LoadError> {
+    /// Parses bytes (mapped, or read from memory like the vDSO's).
+    pub(crate) fn parse(path: &Path, bytes: Bytes) -> Result<ElfImage, LoadError> {
         let obj = parse_object(path, &bytes)?;
         let endian = if obj.is_little_endian() {
             RunTimeEndian::Little
         } else {
             RunTimeEndian::Big
         };
+        let address_size = if obj.is_64() { 8 } else { 4 };
         let segments = obj
             .segments()
             .map(|s| {
@@ -137,6 +149,7 @@ impl ElfImage {
             path: path.to_path_buf(),
             bytes,
             endian,
+            address_size,
             segments,
             build_id,
             debuglink,
@@ -181,6 +194,12 @@ impl ElfImage {
             });
         }
         out
+    }
+
+    /// The stated address of a section, if the file has one by that name.
+    pub(crate) fn section_address(&self, name: &str) -> Option<u64> {
+        let obj = parse_object(&self.path, &self.bytes).ok()?;
+        obj.section_by_name(name).map(|s| s.address())
     }
 
     /// Loads one DWARF section by name, decompressing it if needed; a missing
@@ -264,5 +283,8 @@ mod tests {
         assert_eq!(offset_to_svma(&segments, 0x10), Some(0x10));
         assert_eq!(offset_to_svma(&segments, 0x1234), Some(0x401234));
         assert_eq!(offset_to_svma(&segments, 0x3000), None);
+        assert_eq!(svma_to_offset(&segments, 0x401234), Some(0x1234));
+        assert_eq!(svma_to_offset(&segments, 0x10), Some(0x10));
+        assert_eq!(svma_to_offset(&segments, 0x403000), None);
     }
 }

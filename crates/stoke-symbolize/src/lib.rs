@@ -5,6 +5,12 @@
 //!   call; each module is opened and parsed once and cached by its key.
 //! - A miss is a value ([`Symbolized::Unknown`] with a reason), never an error:
 //!   the caller renders it as `module+0xoffset`.
+//! - Code no symbol names (static functions of stripped libraries) is still
+//!   attributed to its function: [`Symbolized::Unnamed`] gives the start of
+//!   the function whose `.eh_frame` FDE covers the address, so every sample
+//!   of that function gets the same `module+0xSTART` name.
+//! - The vDSO is read from stoke's own memory ([`Symbolizer::symbolize_vdso`]):
+//!   the kernel maps one image into every process of an ABI.
 //! - Files the target names are opened through `/proc/PID/root` when a pid
 //!   is given, so processes in other mount namespaces resolve.
 //! - Addresses are file offsets (`avma - mapping start + pgoff`); this crate
@@ -17,6 +23,7 @@
 //! Left to the caller: rendering misses, marking kernel frames (`_[k]`), and
 //! which mapping an absolute address belongs to.
 
+mod cfi;
 mod debuginfo;
 mod demangle;
 mod dwarf;
@@ -26,6 +33,7 @@ mod kernel;
 mod module;
 mod symtab;
 mod sys;
+mod vdso;
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
@@ -93,6 +101,15 @@ pub enum Symbolized {
     /// The frames at the address, outermost first: the real function, then
     /// each inlined callee down to the innermost.
     Found(Vec<SymbolFrame>),
+    /// No symbol names the address, but the module's call frame information
+    /// (`.eh_frame`) shows which function holds it: a static function of a
+    /// stripped module. Render it as `{module}+{function_offset:#x}`; every
+    /// address in the function gets the same offset, so its samples merge.
+    Unnamed {
+        /// The function's start as a file offset (the convention addresses
+        /// are given in).
+        function_offset: u64,
+    },
     /// No name.
     Unknown(UnknownReason),
 }
@@ -125,6 +142,8 @@ pub struct Symbolizer {
     by_file: HashMap<FileId, usize>,
     by_build_id: HashMap<Vec<u8>, usize>,
     kernel: Option<Result<KernelSymbols, UnknownReason>>,
+    /// stoke's own vDSO, loaded on first use.
+    vdso: Option<Result<Module, UnknownReason>>,
     jit: HashMap<PathBuf, (Stamp, JitMap)>,
     warnings: Vec<String>,
 }
@@ -138,6 +157,7 @@ impl Symbolizer {
             by_file: HashMap::new(),
             by_build_id: HashMap::new(),
             kernel: None,
+            vdso: None,
             jit: HashMap::new(),
             warnings: Vec::new(),
         }
@@ -158,32 +178,46 @@ impl Symbolizer {
             Ok(loaded) => loaded,
             Err(reason) => return vec![Symbolized::Unknown(reason.clone()); addresses.len()],
         };
-        if let (Some(wanted), Some(found)) = (module.build_id, loaded.build_id()) {
-            if wanted.0 != found {
-                let reason = format!(
-                    "{}: build-id {} differs from the mapping's {wanted} (file replaced?)",
-                    module.path.display(),
-                    BuildId(found.to_vec()),
-                );
-                self.warn(reason.clone());
-                return vec![
-                    Symbolized::Unknown(UnknownReason::FileUnavailable(reason));
-                    addresses.len()
-                ];
-            }
+        if let Err(reason) = check_build_id(module.path, module.build_id, loaded) {
+            self.warn(reason.clone());
+            return vec![
+                Symbolized::Unknown(UnknownReason::FileUnavailable(reason));
+                addresses.len()
+            ];
         }
-        // Sorted lookups touch each DWARF unit and symbol range once, in order.
-        let mut order: Vec<usize> = (0..addresses.len()).collect();
-        order.sort_by_key(|&i| addresses[i].lookup_address());
-        let mut results = vec![Symbolized::Unknown(UnknownReason::NoSymbol); addresses.len()];
-        let mut previous: Option<(u64, usize)> = None;
-        for i in order {
-            let lookup = addresses[i].lookup_address();
-            results[i] = match previous {
-                Some((address, j)) if address == lookup => results[j].clone(),
-                _ => loaded.symbolize(lookup, &self.options),
-            };
-            previous = Some((lookup, i));
+        lookup_all(loaded, addresses, &self.options)
+    }
+
+    /// Symbolizes file offsets in the vDSO of a process (offsets within the
+    /// image: `avma - mapping start`), with stoke's own copy of it.
+    ///
+    /// Names drop the vDSO's `__vdso_` prefix (`__vdso_clock_gettime` reads
+    /// `clock_gettime`, as libc calls it). The target is assumed to run the
+    /// same vDSO as stoke (same kernel and ABI); give the mapping's build-id,
+    /// when known, to have that checked.
+    pub fn symbolize_vdso(
+        &mut self,
+        build_id: Option<&BuildId>,
+        addresses: &[FrameAddress],
+    ) -> Vec<Symbolized> {
+        let loaded = match self.vdso.get_or_insert_with(vdso::load_own) {
+            Ok(loaded) => loaded,
+            Err(reason) => return vec![Symbolized::Unknown(reason.clone()); addresses.len()],
+        };
+        if let Err(reason) = check_build_id(Path::new("[vdso]"), build_id, loaded) {
+            self.warn(reason.clone());
+            return vec![
+                Symbolized::Unknown(UnknownReason::FileUnavailable(reason));
+                addresses.len()
+            ];
+        }
+        let mut results = lookup_all(loaded, addresses, &self.options);
+        for result in &mut results {
+            if let Symbolized::Found(frames) = result {
+                for frame in frames {
+                    frame.name = vdso::display_name(&frame.name).to_string();
+                }
+            }
         }
         results
     }
@@ -312,6 +346,41 @@ impl Symbolizer {
         self.by_file.insert(id, index);
         Ok(index)
     }
+}
+
+/// `Err` with a message when the mapping's build-id is known and differs
+/// from the loaded module's.
+fn check_build_id(path: &Path, wanted: Option<&BuildId>, loaded: &Module) -> Result<(), String> {
+    match (wanted, loaded.build_id()) {
+        (Some(wanted), Some(found)) if wanted.0 != found => Err(format!(
+            "{}: build-id {} differs from the mapping's {wanted} (file replaced?)",
+            path.display(),
+            BuildId(found.to_vec()),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Symbolizes addresses in a loaded module, one result per address.
+fn lookup_all(
+    loaded: &Module,
+    addresses: &[FrameAddress],
+    options: &SymbolizeOptions,
+) -> Vec<Symbolized> {
+    // Sorted lookups touch each DWARF unit and symbol range once, in order.
+    let mut order: Vec<usize> = (0..addresses.len()).collect();
+    order.sort_by_key(|&i| addresses[i].lookup_address());
+    let mut results = vec![Symbolized::Unknown(UnknownReason::NoSymbol); addresses.len()];
+    let mut previous: Option<(u64, usize)> = None;
+    for i in order {
+        let lookup = addresses[i].lookup_address();
+        results[i] = match previous {
+            Some((address, j)) if address == lookup => results[j].clone(),
+            _ => loaded.symbolize(lookup, options),
+        };
+        previous = Some((lookup, i));
+    }
+    results
 }
 
 /// The path to open for a file the target names, and the target's root when

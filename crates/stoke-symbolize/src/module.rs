@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
+use crate::cfi::FunctionBounds;
 use crate::debuginfo::DebugSearch;
 use crate::demangle::demangle;
 use crate::dwarf::{self, DwarfFrame};
-use crate::elf::{offset_to_svma, ElfImage, LoadError, Segment};
+use crate::elf::{offset_to_svma, svma_to_offset, ElfImage, LoadError, Segment};
 use crate::symtab::{SymbolSource, SymbolTable};
 use crate::{SymbolFrame, SymbolizeOptions, Symbolized, UnknownReason};
 
@@ -28,6 +29,8 @@ pub(crate) struct Module {
     build_id: Option<Vec<u8>>,
     dwarf: Option<dwarf::Dwarf>,
     symbols: SymbolTable,
+    /// Function extents from `.eh_frame`, for addresses no symbol covers.
+    functions: Option<FunctionBounds>,
     /// Problems met while loading, for the symbolizer's warnings.
     pub(crate) warnings: Vec<String>,
 }
@@ -80,8 +83,24 @@ impl Module {
             build_id: binary.build_id.clone(),
             dwarf,
             symbols,
+            functions: FunctionBounds::load(&binary),
             warnings,
         })
+    }
+
+    /// A module from an image already in memory that has no files around
+    /// it (the vDSO): its own symbol tables and call frame information only.
+    pub(crate) fn from_image(image: &ElfImage) -> Module {
+        let mut raw = image.symbols(SymbolSource::Symtab);
+        raw.extend(image.symbols(SymbolSource::Dynsym));
+        Module {
+            segments: image.segments.clone(),
+            build_id: image.build_id.clone(),
+            dwarf: None,
+            symbols: SymbolTable::build(raw),
+            functions: FunctionBounds::load(image),
+            warnings: Vec::new(),
+        }
     }
 
     /// The module's own build-id.
@@ -117,7 +136,7 @@ impl Module {
             (Some(dwarf), Some(symbol)) if qualifies(symbol, dwarf) => name(symbol),
             (Some(dwarf), _) => name(dwarf),
             (None, Some(symbol)) => name(symbol),
-            (None, None) => return Symbolized::Unknown(UnknownReason::NoSymbol),
+            (None, None) => return self.unnamed(svma),
         };
         if frames.is_empty() {
             frames.push(DwarfFrame::default());
@@ -138,6 +157,20 @@ impl Module {
             })
             .collect();
         Symbolized::Found(result)
+    }
+
+    /// The outcome for an address no symbol names: the start of the function
+    /// whose FDE covers it, as a file offset, else no symbol at all.
+    fn unnamed(&self, svma: u64) -> Symbolized {
+        self.functions
+            .as_ref()
+            .and_then(|f| f.function_start(svma))
+            .and_then(|start| svma_to_offset(&self.segments, start))
+            .map_or(Symbolized::Unknown(UnknownReason::NoSymbol), |offset| {
+                Symbolized::Unnamed {
+                    function_offset: offset,
+                }
+            })
     }
 }
 

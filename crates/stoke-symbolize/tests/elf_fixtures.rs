@@ -283,5 +283,51 @@ fn strip_all_keeps_exported_names_only() {
         &[hash_loop.address + 3, local_helper.address + 3],
     );
     assert_eq!(outer_name(&out[0]), Some("hash_loop"));
-    assert_eq!(out[1], Symbolized::Unknown(UnknownReason::NoSymbol));
+    // The static function is named by its start, from its .eh_frame FDE.
+    assert_eq!(
+        out[1],
+        Symbolized::Unnamed {
+            function_offset: file_offset(&binary, local_helper.address)
+        }
+    );
+}
+
+#[test]
+fn stripped_static_functions_are_named_by_their_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = compile_source(&data("statics.c"), dir.path(), "statics", &[]);
+    let (churn, fold) = (function(&binary, "churn"), function(&binary, "fold"));
+    run("strip", &["--strip-all", binary.to_str().unwrap()]);
+    let mut s = symbolizer();
+    let out = symbolize_at(
+        &mut s,
+        &binary,
+        &[
+            churn.address + 1,
+            churn.address + churn.size - 1,
+            fold.address + fold.size / 2,
+        ],
+    );
+    let unnamed = |f: Function| Symbolized::Unnamed {
+        function_offset: file_offset(&binary, f.address),
+    };
+    // Two addresses in one function: one name, its start.
+    assert_eq!(out[0], unnamed(churn));
+    assert_eq!(out[1], unnamed(churn));
+    // Another function: another name.
+    assert_eq!(out[2], unnamed(fold));
+    assert_ne!(out[0], out[2]);
+
+    // Exported functions keep their names; bytes no FDE covers (the ELF
+    // header) still have none.
+    let main = function(&binary, "main");
+    let out = symbolize_at(&mut s, &binary, &[main.address + 1]);
+    assert_eq!(outer_name(&out[0]), Some("main"));
+    let request = ModuleRequest {
+        path: &binary,
+        pid: None,
+        build_id: None,
+    };
+    let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x10)]);
+    assert_eq!(out, vec![Symbolized::Unknown(UnknownReason::NoSymbol)]);
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use common::*;
-use stoke_model::{FrameAddress, Pid};
+use stoke_model::{BuildId, FrameAddress, Pid};
 use stoke_symbolize::{ModuleRequest, Symbolized, UnknownReason};
 
 const LIBC_CANDIDATES: &[&str] = &[
@@ -244,4 +244,124 @@ fn this_test_binary_symbolizes_its_own_rust_functions() {
     };
     assert_eq!(frames[0].name, "system::marker_function_for_the_self_test");
     assert!(frames[0].file.as_deref().unwrap().ends_with("system.rs"));
+}
+
+/// `.eh_frame` FDE ranges `[start, end)` of a binary, in stated addresses.
+fn fde_ranges(binary: &Path) -> Vec<(u64, u64)> {
+    use gimli::{BaseAddresses, EhFrame, NativeEndian, UnwindSection};
+    use object::{Object, ObjectSection};
+    let bytes = std::fs::read(binary).unwrap();
+    let obj = object::File::parse(&*bytes).unwrap();
+    let section = obj.section_by_name(".eh_frame").unwrap();
+    let eh_frame = EhFrame::new(section.data().unwrap(), NativeEndian);
+    let bases = BaseAddresses::default().set_eh_frame(section.address());
+    let mut entries = eh_frame.entries(&bases);
+    let mut ranges = Vec::new();
+    while let Some(entry) = entries.next().unwrap() {
+        if let gimli::CieOrFde::Fde(partial) = entry {
+            let fde = partial.parse(EhFrame::cie_from_offset).unwrap();
+            ranges.push((fde.initial_address(), fde.end_address()));
+        }
+    }
+    ranges
+}
+
+#[test]
+fn stripped_liblzma_static_functions_merge_by_fde() {
+    use object::{Object, ObjectSymbol};
+    let lzma = Path::new("/usr/lib/x86_64-linux-gnu/liblzma.so.5");
+    let bytes = std::fs::read(lzma).unwrap();
+    let obj = object::File::parse(&*bytes).unwrap();
+    assert!(obj.symbols().next().is_none(), "liblzma should be stripped");
+    let exported: Vec<(u64, u64)> = obj
+        .dynamic_symbols()
+        .filter(|s| s.size() > 0)
+        .map(|s| (s.address(), s.address() + s.size()))
+        .collect();
+    // Static functions: FDEs no exported symbol overlaps, big enough to
+    // hold two distinct addresses.
+    let statics: Vec<(u64, u64)> = fde_ranges(lzma)
+        .into_iter()
+        .filter(|&(start, end)| end - start >= 16)
+        .filter(|&(start, end)| !exported.iter().any(|&(s, e)| s < end && start < e))
+        .collect();
+    assert!(statics.len() >= 2, "{statics:?}");
+    let mut s = symbolizer();
+    let request = ModuleRequest {
+        path: lzma,
+        pid: None,
+        build_id: None,
+    };
+    for pair in statics.windows(2).take(50) {
+        let [(a, a_end), (b, _)] = [pair[0], pair[1]];
+        let addresses = [a + 1, a_end - 1, b + 1]
+            .map(|svma| FrameAddress::InstructionPointer(file_offset(lzma, svma)));
+        let out = s.symbolize_module(&request, &addresses);
+        let start = Symbolized::Unnamed {
+            function_offset: file_offset(lzma, a),
+        };
+        assert_eq!(out[0], start, "{a:#x}..{a_end:#x}");
+        assert_eq!(out[1], start, "{a:#x}..{a_end:#x}");
+        let other = Symbolized::Unnamed {
+            function_offset: file_offset(lzma, b),
+        };
+        assert_eq!(out[2], other);
+    }
+}
+
+/// This process's vDSO image (the same one the kernel maps everywhere).
+fn own_vdso() -> Vec<u8> {
+    use std::io::{Read, Seek, SeekFrom};
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps.lines().find(|l| l.ends_with("[vdso]")).unwrap();
+    let (start, end) = line
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .split_once('-')
+        .unwrap();
+    let start = u64::from_str_radix(start, 16).unwrap();
+    let end = u64::from_str_radix(end, 16).unwrap();
+    let mut mem = std::fs::File::open("/proc/self/mem").unwrap();
+    mem.seek(SeekFrom::Start(start)).unwrap();
+    let mut image = vec![0; (end - start) as usize];
+    mem.read_exact(&mut image).unwrap();
+    image
+}
+
+#[test]
+fn vdso_functions_are_named_without_their_prefix() {
+    use object::{Object, ObjectSegment, ObjectSymbol};
+    let image = own_vdso();
+    let obj = object::File::parse(&*image).unwrap();
+    let symbol = obj
+        .dynamic_symbols()
+        .find(|s| s.name() == Ok("__vdso_clock_gettime"))
+        .expect("no __vdso_clock_gettime in the vDSO");
+    let offset = obj
+        .segments()
+        .find_map(|seg| {
+            let (file_start, size) = seg.file_range();
+            let delta = symbol.address().checked_sub(seg.address())?;
+            (delta < size).then_some(file_start + delta)
+        })
+        .unwrap();
+    let mut s = symbolizer();
+    let out = s.symbolize_vdso(
+        None,
+        &[
+            FrameAddress::InstructionPointer(offset),
+            FrameAddress::ReturnAddress(offset + symbol.size()),
+        ],
+    );
+    assert_eq!(outer_name(&out[0]), Some("clock_gettime"), "{out:?}");
+    assert_eq!(outer_name(&out[1]), Some("clock_gettime"), "{out:?}");
+
+    // A vDSO of another build (another kernel or ABI) is not used.
+    let other = BuildId(vec![0xde, 0xad]);
+    let out = s.symbolize_vdso(Some(&other), &[FrameAddress::InstructionPointer(offset)]);
+    assert!(
+        matches!(&out[0], Symbolized::Unknown(UnknownReason::FileUnavailable(m)) if m.contains("[vdso]")),
+        "{out:?}"
+    );
 }

@@ -11,7 +11,14 @@ use stoke_symbolize::{ModuleRequest, SymbolizeOptions, Symbolized, Symbolizer};
 
 /// The fixture's source.
 pub fn source() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/inline.c")
+    data("inline.c")
+}
+
+/// A file of `tests/data`.
+pub fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// Flags every variant is built with: optimized, PIE, exported symbols (so
@@ -40,8 +47,12 @@ pub fn run(program: &str, args: &[&str]) {
 
 /// Compiles the fixture to `dir/name` with the base flags plus `extra`.
 pub fn compile(dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
+    compile_source(&source(), dir, name, extra)
+}
+
+/// Compiles the C file `src` to `dir/name` with the base flags plus `extra`.
+pub fn compile_source(src: &Path, dir: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let out = dir.join(name);
-    let src = source();
     let mut args: Vec<&str> = BASE_FLAGS.to_vec();
     args.extend_from_slice(extra);
     args.extend_from_slice(&[src.to_str().unwrap(), "-o", out.to_str().unwrap()]);
@@ -126,6 +137,6 @@ pub fn lines_with(marker: &str) -> Vec<u32> {
 pub fn outer_name(s: &Symbolized) -> Option<&str> {
     match s {
         Symbolized::Found(frames) => frames.first().map(|f| f.name.as_str()),
-        Symbolized::Unknown(_) => None,
+        Symbolized::Unnamed { .. } | Symbolized::Unknown(_) => None,
     }
 }
