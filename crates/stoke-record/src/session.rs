@@ -75,6 +75,7 @@ pub struct Session {
     options: RecordOptions,
     command: String,
     aggregator: Aggregator,
+    symbolizer: Symbolizer,
 }
 
 impl Session {
@@ -98,12 +99,17 @@ impl Session {
             }
         };
         let aggregator = Aggregator::new(options.unwind);
+        let mut symbolizer = Symbolizer::new(options.symbolize.clone());
+        if options.sampler.kernel {
+            symbolizer.prefetch_kernel();
+        }
         Ok(Session {
             sampler,
             child,
             options,
             command,
             aggregator,
+            symbolizer,
         })
     }
 
@@ -223,7 +229,7 @@ impl Session {
             truncated: stats.truncated.iter().map(|(_, n)| n).sum(),
         };
         let symbolize_started = Instant::now();
-        let mut symbolizer = Symbolizer::new(self.options.symbolize.clone());
+        let mut symbolizer = self.symbolizer;
         let profile = build_profile(
             &self.aggregator.stacks,
             &self.aggregator.modules,

@@ -29,56 +29,55 @@ impl KernelSymbols {
     /// Reads and parses a kallsyms file; unreadable or all-zero addresses
     /// (`kptr_restrict`) mean the symbols are hidden.
     pub(crate) fn load(path: &Path) -> Result<KernelSymbols, UnknownReason> {
-        let text = std::fs::read_to_string(path).map_err(|_| UnknownReason::KernelSymbolsHidden)?;
-        let symbols = KernelSymbols::parse(&text);
+        let file = std::fs::File::open(path).map_err(|_| UnknownReason::KernelSymbolsHidden)?;
+        // Streamed: the whole text is ~7 MB, the kept names a third of it.
+        let symbols = KernelSymbols::parse(std::io::BufReader::with_capacity(1 << 16, file))
+            .map_err(|_| UnknownReason::KernelSymbolsHidden)?;
         if symbols.entries.is_empty() {
             return Err(UnknownReason::KernelSymbolsHidden);
         }
         Ok(symbols)
     }
 
-    /// Parses kallsyms text (`ADDR TYPE NAME [MODULE]` per line), keeping
-    /// text symbols with a non-zero address.
-    fn parse(text: &str) -> KernelSymbols {
-        let mut parsed: Vec<(u64, &str)> = Vec::new();
-        for line in text.lines() {
+    fn parse(mut input: impl std::io::BufRead) -> std::io::Result<KernelSymbols> {
+        let mut names = String::new();
+        let mut entries = Vec::new();
+        let mut line = String::new();
+        while input.read_line(&mut line)? > 0 {
             let mut fields = line.split_whitespace();
-            let (Some(address), Some(kind), Some(name)) =
+            if let (Some(address), Some("t" | "T" | "w" | "W"), Some(name)) =
                 (fields.next(), fields.next(), fields.next())
-            else {
-                continue;
-            };
-            if !matches!(kind, "t" | "T" | "w" | "W") {
-                continue;
+            {
+                if let Ok(address @ 1..) = u64::from_str_radix(address, 16) {
+                    let name_start = names.len();
+                    names.push_str(name);
+                    entries.push(Entry {
+                        address,
+                        name_start,
+                        name_end: names.len(),
+                    });
+                }
             }
-            match u64::from_str_radix(address, 16) {
-                Ok(address) if address != 0 => parsed.push((address, name)),
-                _ => {}
-            }
+            line.clear();
         }
         // Aliases at one address: prefer fewer leading underscores, then shorter.
-        parsed.sort_by_key(|&(address, name)| {
-            let underscores = name.bytes().take_while(|&b| b == b'_').count();
-            (address, underscores, name.len(), name)
+        let name = |e: &Entry| &names[e.name_start..e.name_end];
+        entries.sort_by(|a, b| {
+            let key = |e: &Entry| {
+                let n = name(e);
+                (
+                    e.address,
+                    n.bytes().take_while(|&b| b == b'_').count(),
+                    n.len(),
+                )
+            };
+            key(a).cmp(&key(b)).then_with(|| name(a).cmp(name(b)))
         });
-        parsed.dedup_by_key(|&mut (address, _)| address);
-        let mut names = String::new();
-        let entries = parsed
-            .into_iter()
-            .map(|(address, name)| {
-                let name_start = names.len();
-                names.push_str(name);
-                Entry {
-                    address,
-                    name_start,
-                    name_end: names.len(),
-                }
-            })
-            .collect();
-        KernelSymbols { names, entries }
+        entries.dedup_by_key(|e| e.address);
+        entries.shrink_to_fit();
+        Ok(KernelSymbols { names, entries })
     }
 
-    /// The symbol at or before `address`, if close enough.
     pub(crate) fn lookup(&self, address: u64) -> Option<&str> {
         let i = self.entries.partition_point(|e| e.address <= address);
         let entry = self.entries[..i].last()?;
@@ -102,7 +101,7 @@ ffffffffc0000000 t ext4_foo\t[ext4]
 
     #[test]
     fn lookups_find_the_preceding_text_symbol() {
-        let syms = KernelSymbols::parse(SAMPLE);
+        let syms = KernelSymbols::parse(SAMPLE.as_bytes()).unwrap();
         assert_eq!(syms.lookup(0xffffffff81000010), Some("_text"));
         assert_eq!(syms.lookup(0xffffffff81002010), Some("do_one_initcall"));
         assert_eq!(syms.lookup(0xffffffff81003004), Some("schedule"));
@@ -114,6 +113,9 @@ ffffffffc0000000 t ext4_foo\t[ext4]
     #[test]
     fn zero_addresses_mean_hidden() {
         let hidden = "0000000000000000 T _text\n0000000000000000 T schedule\n";
-        assert!(KernelSymbols::parse(hidden).entries.is_empty());
+        assert!(KernelSymbols::parse(hidden.as_bytes())
+            .unwrap()
+            .entries
+            .is_empty());
     }
 }

@@ -56,6 +56,13 @@ pub struct SymbolizeOptions {
     pub inlines: bool,
     /// Extra folders to look for separate debug info in.
     pub debug_dirs: Vec<PathBuf>,
+    /// Also read the DWARF of separate debug files (distribution `-dbg`
+    /// packages), for inline frames and lines in system libraries. Their
+    /// symbol tables, which name every function, are always used. Off by
+    /// default: such files are large and compressed (libc's costs about
+    /// 0.2 s and 30 MB to decompress) for detail few profiles need. DWARF
+    /// inside a binary itself is always read.
+    pub separate_debug_dwarf: bool,
 }
 
 impl Default for SymbolizeOptions {
@@ -65,6 +72,7 @@ impl Default for SymbolizeOptions {
             strip_rust_hash: true,
             inlines: true,
             debug_dirs: Vec::new(),
+            separate_debug_dwarf: false,
         }
     }
 }
@@ -142,6 +150,8 @@ pub struct Symbolizer {
     by_file: HashMap<FileId, usize>,
     by_build_id: HashMap<Vec<u8>, usize>,
     kernel: Option<Result<KernelSymbols, UnknownReason>>,
+    /// Kernel symbols being read on another thread ([`Symbolizer::prefetch_kernel`]).
+    kernel_loading: Option<std::thread::JoinHandle<Result<KernelSymbols, UnknownReason>>>,
     /// stoke's own vDSO, loaded on first use.
     vdso: Option<Result<Module, UnknownReason>>,
     jit: HashMap<PathBuf, (Stamp, JitMap)>,
@@ -157,6 +167,7 @@ impl Symbolizer {
             by_file: HashMap::new(),
             by_build_id: HashMap::new(),
             kernel: None,
+            kernel_loading: None,
             vdso: None,
             jit: HashMap::new(),
             warnings: Vec::new(),
@@ -222,8 +233,29 @@ impl Symbolizer {
         results
     }
 
+    /// Starts reading `/proc/kallsyms` on another thread, so that the ~50 ms
+    /// the kernel takes to produce it overlap recording instead of delaying
+    /// the output. [`Symbolizer::symbolize_kernel`] waits for it.
+    pub fn prefetch_kernel(&mut self) {
+        if self.kernel.is_none() && self.kernel_loading.is_none() {
+            let thread = std::thread::Builder::new()
+                .name("stoke-kallsyms".into())
+                .spawn(|| KernelSymbols::load(Path::new(kernel::KALLSYMS)));
+            // Without a thread, symbolize_kernel loads them itself.
+            self.kernel_loading = thread.ok();
+        }
+    }
+
     /// Symbolizes kernel addresses with `/proc/kallsyms`.
     pub fn symbolize_kernel(&mut self, addresses: &[u64]) -> Vec<Symbolized> {
+        if addresses.is_empty() {
+            return Vec::new();
+        }
+        if let Some(thread) = self.kernel_loading.take() {
+            if let Ok(loaded) = thread.join() {
+                self.kernel = Some(loaded);
+            }
+        }
         let symbols = self
             .kernel
             .get_or_insert_with(|| KernelSymbols::load(Path::new(kernel::KALLSYMS)));

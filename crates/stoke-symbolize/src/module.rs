@@ -60,7 +60,7 @@ impl Module {
             search.find(&binary, build_id)
         };
         let dwarf_image = match &debug {
-            Some(image) => Some(image),
+            Some(image) => options.separate_debug_dwarf.then_some(image),
             None => binary.has_dwarf.then_some(&binary),
         };
         let mut warnings = Vec::new();

@@ -26,9 +26,12 @@ fn inlined_results(results: &[Symbolized]) -> Vec<&[SymbolFrame]> {
 }
 
 /// Checks that symbolizing `hash_loop` of `binary` shows `mix` inlined into
-/// it, with file and line on both frames.
+/// it, with file and line on both frames (reading separate debug files' DWARF).
 fn assert_inline_chain(binary: &Path) {
-    let mut s = symbolizer();
+    let mut s = Symbolizer::new(SymbolizeOptions {
+        separate_debug_dwarf: true,
+        ..SymbolizeOptions::default()
+    });
     let hash_loop = function(binary, "hash_loop");
     let results = symbolize_at(&mut s, binary, &body(hash_loop));
     for r in &results {
@@ -187,6 +190,17 @@ fn split_debug_info_by_debuglink_gives_lines_again() {
     let binary = compile(dir.path(), "split", &["-g"]);
     split(&binary, &dir.path().join("split.debug"), true);
     assert_inline_chain(&binary);
+
+    // By default a separate debug file gives names from its symbol table,
+    // but its DWARF (inline frames, lines) is not read.
+    let f = function(&binary, "hash_loop");
+    let out = symbolize_at(&mut symbolizer(), &binary, &body(f));
+    for r in &out {
+        assert!(
+            matches!(r, Symbolized::Found(fr) if fr.len() == 1 && fr[0].name == "hash_loop" && fr[0].file.is_none()),
+            "{r:?}"
+        );
+    }
 }
 
 #[test]
@@ -212,7 +226,10 @@ fn split_debug_info_without_build_id_is_checked_by_crc() {
             debug.to_str().unwrap(),
         ],
     );
-    let mut s = symbolizer();
+    let mut s = Symbolizer::new(SymbolizeOptions {
+        separate_debug_dwarf: true,
+        ..SymbolizeOptions::default()
+    });
     let f = function(&binary, "hash_loop");
     let out = symbolize_at(&mut s, &binary, &[f.address + 4]);
     let Symbolized::Found(frames) = &out[0] else {
@@ -248,6 +265,7 @@ fn split_debug_info_is_found_by_build_id_in_debug_dirs() {
 
     let mut s = Symbolizer::new(SymbolizeOptions {
         debug_dirs: vec![dir.path().join("dbg")],
+        separate_debug_dwarf: true,
         ..SymbolizeOptions::default()
     });
     let results = symbolize_at(&mut s, &binary, &body(f));

@@ -61,6 +61,11 @@ fn kernel_addresses_are_named_from_kallsyms() {
     }
     assert_eq!(outer_name(&out[0]), Some("schedule"));
     assert_eq!(outer_name(&out[1]), Some("schedule"));
+
+    // Read ahead on another thread: the same answers.
+    let mut prefetched = symbolizer();
+    prefetched.prefetch_kernel();
+    assert_eq!(prefetched.symbolize_kernel(&[address + 4, address]), out);
 }
 
 /// A perf map path for a pid that cannot exist (above the kernel's pid
