@@ -65,6 +65,13 @@ impl Registers {
         self.present &= !(1 << reg as u32);
     }
 
+    /// Forgets a register by DWARF number; numbers past 16 are ignored.
+    pub fn clear_dwarf(&mut self, number: u16) {
+        if (number as usize) < REGISTER_COUNT {
+            self.present &= !(1 << number);
+        }
+    }
+
     /// A register's value, if known.
     pub fn get(&self, reg: DwarfReg) -> Option<u64> {
         self.get_dwarf(reg as u16)
@@ -107,6 +114,8 @@ mod tests {
         assert_eq!(r.get(DwarfReg::Rbx), Some(7));
         r.clear(DwarfReg::Rbp);
         assert_eq!(r.get(DwarfReg::Rbp), None);
+        r.clear_dwarf(3);
+        assert_eq!(r.get(DwarfReg::Rbx), None);
         r.set_dwarf(99, 1);
         assert_eq!((r.ip(), r.sp()), (0x10, 0x20));
     }

@@ -115,8 +115,19 @@ impl CompactRow {
                 caller.set(reg, value);
             }
         }
+        let sp = regs.get(DwarfReg::Rsp);
         for &(register, offset) in &self.saved[..usize::from(self.saved_len)] {
-            caller.set_dwarf(register, read(offset)?);
+            // As in the general path: a slot below the stack pointer was
+            // popped already (the register keeps its value), and a slot that
+            // cannot be read leaves the register unknown.
+            let slot = cfa.wrapping_add(i64::from(offset) as u64);
+            if sp.is_some_and(|sp| slot < sp) {
+                continue;
+            }
+            match read(offset) {
+                Ok(value) => caller.set_dwarf(register, value),
+                Err(_) => caller.clear_dwarf(register),
+            }
         }
         caller.set(DwarfReg::Rsp, cfa);
         caller.set(DwarfReg::Rip, read(ra_offset)?);

@@ -211,12 +211,21 @@ fn step_in<'a, S: UnwindSection<Reader<'a>>>(
             RegisterRule::Undefined if is_ra => return Ok(Step::Root),
             RegisterRule::Undefined => None,
             RegisterRule::SameValue => machine.regs.get_dwarf(register.0),
-            RegisterRule::Offset(offset) => Some(machine.read(cfa.wrapping_add(*offset as u64))?),
+            RegisterRule::Offset(offset) if is_ra => {
+                Some(machine.read(cfa.wrapping_add(*offset as u64))?)
+            }
+            RegisterRule::Offset(offset) => {
+                saved_register(machine, register.0, cfa.wrapping_add(*offset as u64))
+            }
             RegisterRule::ValOffset(offset) => Some(cfa.wrapping_add(*offset as u64)),
             RegisterRule::Register(from) => Some(machine.register(*from)?),
             RegisterRule::Expression(e) => {
                 let address = machine.evaluate(expression(e)?, encoding, Some(cfa))?;
-                Some(machine.read(address)?)
+                if is_ra {
+                    Some(machine.read(address)?)
+                } else {
+                    saved_register(machine, register.0, address)
+                }
             }
             RegisterRule::ValExpression(e) => {
                 Some(machine.evaluate(expression(e)?, encoding, Some(cfa))?)
@@ -249,34 +258,15 @@ fn step_in<'a, S: UnwindSection<Reader<'a>>>(
     })
 }
 
-/// `Registers::clear` by DWARF number.
-trait ClearDwarf {
-    fn clear_dwarf(&mut self, number: u16);
-}
-
-impl ClearDwarf for Registers {
-    fn clear_dwarf(&mut self, number: u16) {
-        let all = [
-            DwarfReg::Rax,
-            DwarfReg::Rdx,
-            DwarfReg::Rcx,
-            DwarfReg::Rbx,
-            DwarfReg::Rsi,
-            DwarfReg::Rdi,
-            DwarfReg::Rbp,
-            DwarfReg::Rsp,
-            DwarfReg::R8,
-            DwarfReg::R9,
-            DwarfReg::R10,
-            DwarfReg::R11,
-            DwarfReg::R12,
-            DwarfReg::R13,
-            DwarfReg::R14,
-            DwarfReg::R15,
-            DwarfReg::Rip,
-        ];
-        if let Some(reg) = all.get(usize::from(number)) {
-            self.clear(*reg);
-        }
+/// The caller's value of a callee-saved register that the CFI says is saved
+/// at `address`. Only the return address must be readable: a register whose
+/// slot cannot be read is unknown to the caller, not the end of the stack.
+/// A slot below the stack pointer was already popped (gcc's epilogue CFI
+/// keeps describing the save slots after the `pop`s), so the register holds
+/// the caller's value already; those slots are not in the stack copy either.
+fn saved_register(machine: &mut Machine<'_, '_>, register: u16, address: u64) -> Option<u64> {
+    match machine.regs.get(DwarfReg::Rsp) {
+        Some(sp) if address < sp => machine.regs.get_dwarf(register),
+        _ => machine.read(address).ok(),
     }
 }

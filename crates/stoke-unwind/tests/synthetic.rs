@@ -24,6 +24,7 @@ const ROOT: u64 = 0x3000; // return address undefined (like _start)
 const PLT: u64 = 0x4000; // 16-byte entries, CFA expression on rsp and rip
 const TRAMPOLINE: u64 = 0x5000; // signal trampoline, FDE from 0x4fff
 const NO_CFI: u64 = 0x6000; // no FDE
+const EPILOGUE: u64 = 0x7000; // push %rbx at +0, pop %rbx at +0x10: the rule for rbx stays
 
 fn r(reg: DwarfReg) -> Register {
     Register(reg as u16)
@@ -55,6 +56,14 @@ fn eh_frame() -> Vec<u8> {
     let mut root = FrameDescriptionEntry::new(Address::Constant(ROOT), 0x100);
     root.add_instruction(0, Cfi::Undefined(X86_64::RA));
     table.add_fde(plain, root);
+
+    // gcc's epilogue CFI: after `pop %rbx` the CFA moves back to rsp+8, but
+    // the row still says rbx is saved at CFA-16, now below the stack pointer.
+    let mut epilogue = FrameDescriptionEntry::new(Address::Constant(EPILOGUE), 0x20);
+    epilogue.add_instruction(1, Cfi::CfaOffset(16));
+    epilogue.add_instruction(1, Cfi::Offset(X86_64::RBX, -16));
+    epilogue.add_instruction(0x11, Cfi::CfaOffset(8));
+    table.add_fde(plain, epilogue);
 
     // What ld writes for .plt: CFA = rsp + 8 + ((rip & 15) >= 11 ? 8 : 0).
     let mut plt_cfa = Expression::new();
@@ -273,4 +282,36 @@ fn frame_pointer_chain_rejects_a_frame_record_below_the_stack_pointer() {
     let regs = Registers::new(BIAS + NO_CFI, SP, SP + 3);
     let (_, end) = run(&info, regs, UnwindMode::FramePointer, &stack, 64);
     assert_eq!(end, StackEnd::Truncated(TruncationReason::Corrupt));
+}
+
+#[test]
+fn a_register_saved_below_the_stack_pointer_was_popped_and_does_not_stop_the_walk() {
+    let info = module();
+    // In the epilogue, past `pop %rbx`: only the return address is above sp.
+    let stack = StackCopy::from_words(SP, &[BIAS + ROOT + 0x20, 0]);
+    let regs = {
+        let mut r = Registers::new(BIAS + EPILOGUE + 0x11, SP, 0);
+        r.set(DwarfReg::Rbx, 0xb0b);
+        r
+    };
+    // Twice with one unwinder: the second walk takes the cached compact row.
+    let mut unwinder = Unwinder::new();
+    for _ in 0..2 {
+        let mut frames = Vec::new();
+        let end = unwinder.unwind(
+            &regs,
+            UnwindMode::Dwarf,
+            &mut |addr| {
+                (BIAS..BIAS + 0x10000).contains(&addr).then_some(ModuleRef {
+                    info: &info,
+                    bias: BIAS,
+                })
+            },
+            &mut |addr| stack.read(addr),
+            64,
+            &mut frames,
+        );
+        assert_eq!(end, StackEnd::Complete);
+        assert_eq!(frames, [Ip(BIAS + EPILOGUE + 0x11), Ra(BIAS + ROOT + 0x20)]);
+    }
 }
