@@ -102,7 +102,7 @@ pub struct RecordArgs {
 
     /// Bytes of user stack copied per sample for DWARF unwinding (at most
     /// 65528); stacks deeper than this are cut and counted in the summary.
-    #[arg(long, value_name = "BYTES", default_value_t = 16384,
+    #[arg(long, value_name = "BYTES", default_value_t = 32768,
           value_parser = clap::value_parser!(u32).range(64..=65528))]
     pub stack_size: u32,
 

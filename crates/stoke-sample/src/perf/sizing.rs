@@ -2,13 +2,14 @@
 //!
 //! The buffer must absorb the records written between two drains without
 //! loss. At 999 Hz a CPU produces ~1k samples per second: ~0.5 MB/s with
-//! callchains, ~17 MB/s with 16 KiB stack copies. Each buffer holds at least
-//! an eighth of a second of the estimated rate, rounded up to a power of two
-//! (so a quarter second or less), and poll wakes when a sixteenth of a
-//! second's worth (at most a quarter of the buffer) is waiting: about 16
-//! wake-ups per second, not one per sample. The buffers are mapped into
-//! stoke and count in its memory, so they are kept small: 4 MiB per CPU for
-//! 16 KiB stack copies at 999 Hz.
+//! callchains, ~33 MB/s with 32 KiB stack copies (a record always reserves
+//! the full copy size, however much of it the stack filled). Each buffer
+//! holds at least a twelfth of a second of the estimated rate, rounded up to
+//! a power of two (so a sixth of a second or less), and poll wakes when
+//! a thirty-second of a second's worth (at most a quarter of the buffer) is
+//! waiting: about 32 wake-ups per second, not one per sample. The buffers are
+//! mapped into stoke and count in its memory, so they are kept small: 4 MiB
+//! per CPU for 32 KiB stack copies at 999 Hz.
 
 use super::attr::stack_copy_size;
 use crate::StackCapture;
@@ -69,7 +70,7 @@ pub(crate) fn ring_size(
     let page = page_size.max(1) as u64;
     let per_second = u64::from(frequency.max(1)) * sample_bytes(stack);
     let hint = (hint_pages.max(1) as u64).next_power_of_two();
-    let wanted = (per_second / 8).div_ceil(page).next_power_of_two();
+    let wanted = (per_second / 12).div_ceil(page).next_power_of_two();
     let budget = TOTAL_BUDGET_BYTES / page / (cpus.max(1) as u64);
     let budget = if budget.is_power_of_two() {
         budget
@@ -78,7 +79,7 @@ pub(crate) fn ring_size(
     };
     let pages = wanted.min(budget).max(hint);
     let bytes = pages * page;
-    let watermark = (per_second / 16)
+    let watermark = (per_second / 32)
         .min(bytes / 4)
         .max(page)
         .min(u64::from(u32::MAX));
@@ -100,12 +101,12 @@ mod tests {
     }
 
     #[test]
-    fn stack_copies_get_an_eighth_of_a_second_and_wake_four_times_per_buffer() {
-        let stack = StackCapture::RegsAndStack { size: 16384 };
+    fn stack_copies_get_a_twelfth_of_a_second_and_wake_four_times_per_buffer() {
+        let stack = StackCapture::RegsAndStack { size: 32768 };
         let size = ring_size(999, stack, 256, 2, 4096);
         let bytes = size.data_pages as u64 * 4096;
         assert!(size.data_pages.is_power_of_two());
-        assert!(bytes >= 999 * sample_bytes(stack) / 8);
+        assert!(bytes >= 999 * sample_bytes(stack) / 12);
         assert_eq!(bytes, 4 << 20);
         assert!(u64::from(size.watermark) <= bytes / 4);
     }
