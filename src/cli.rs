@@ -14,7 +14,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     after_help = "Examples:\n  \
         stoke record -o flame.svg -- ./myprog args    profile a command from its first instruction\n  \
         stoke record -p 1234 -d 10 -o flame.svg       attach to a running process for 10 s\n  \
-        stoke record -F 499 -o out.folded -o out.svg -- make -j2"
+        stoke record -F 499 -o out.folded -o out.svg -- make -j2\n  \
+        stoke record -o out.pb.gz -- ./myprog          pprof for go tool pprof, Pyroscope, Grafana\n  \
+        stoke report out.folded                        top functions by self and total samples\n  \
+        stoke convert out.pb.gz -o flame.svg           re-render without recording again\n  \
+        stoke diff before.folded after.folded -o diff.svg --fail-on-regression 2"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -25,6 +29,13 @@ pub struct Cli {
 pub enum Command {
     /// Profile a command or a running process and write a flame graph.
     Record(RecordArgs),
+    /// Print the top functions of a profile file (folded or pprof).
+    Report(crate::report::ReportArgs),
+    /// Convert or re-render a profile file (folded or pprof) without recording.
+    Convert(crate::convert::ConvertArgs),
+    /// Compare two profiles: a differential flame graph and the functions
+    /// whose share changed, with an optional CI gate.
+    Diff(crate::diff::DiffArgs),
 }
 
 /// Output formats.
@@ -34,6 +45,10 @@ pub enum Format {
     Svg,
     /// Folded stacks (`a;b;c 42`), as read by flamegraph.pl, inferno and speedscope.
     Folded,
+    /// Gzipped pprof protobuf, as read by `go tool pprof`, Pyroscope and Grafana.
+    Pprof,
+    /// speedscope's JSON format, one profile per thread.
+    Speedscope,
 }
 
 /// Ways to walk user stacks.
@@ -45,6 +60,37 @@ pub enum Unwind {
     Dwarf,
     /// The kernel's frame-pointer walk only (cheapest, breaks without frame pointers).
     Fp,
+}
+
+/// Which sampler records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// perf events; ptrace where they are forbidden (and for `--mode wall`).
+    Auto,
+    /// perf events only.
+    Perf,
+    /// ptrace: one thread interrupted at a time (works where perf events
+    /// are forbidden, e.g. in Docker).
+    Ptrace,
+}
+
+/// Which threads are sampled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// Threads on a CPU: where CPU time goes.
+    Cpu,
+    /// Every thread, running or blocked: where wall-clock time goes
+    /// (blocked stacks end in `[syscall: NAME]` under `[off-cpu]`).
+    Wall,
+}
+
+/// How much of separate debug files is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DebugInfo {
+    /// Their symbol tables only.
+    Symbols,
+    /// Their symbol tables and DWARF (inline frames, lines).
+    Full,
 }
 
 /// Profile a command from its first instruction, or attach to a running
@@ -72,8 +118,9 @@ pub struct RecordArgs {
     pub duration: Option<std::time::Duration>,
 
     /// Write here; repeat for several outputs. The format comes from the
-    /// extension (.svg flame graph, .folded or .txt folded stacks); `-` writes
-    /// folded stacks to stdout. Default: stoke-<name>-<time>.svg here.
+    /// extension (.svg flame graph, .folded or .txt folded stacks, .pb.gz
+    /// pprof, .speedscope.json speedscope); `-` writes folded stacks to
+    /// stdout. Default: stoke-<name>-<time>.svg here.
     #[arg(short, long = "output", value_name = "FILE")]
     pub outputs: Vec<PathBuf>,
 
@@ -93,6 +140,9 @@ pub struct RecordArgs {
     #[arg(long)]
     pub per_thread: bool,
 
+    #[command(flatten)]
+    pub svg: crate::svg_args::SvgArgs,
+
     /// How to walk user stacks: `dwarf` unwinds copies of the stack with the
     /// binaries' call frame information (whole stacks without frame
     /// pointers), `fp` takes the kernel's frame-pointer walk, `auto` is
@@ -105,6 +155,32 @@ pub struct RecordArgs {
     #[arg(long, value_name = "BYTES", default_value_t = 32768,
           value_parser = clap::value_parser!(u32).range(64..=65528))]
     pub stack_size: u32,
+
+    /// The sampler: perf events, or ptrace where perf events are forbidden.
+    #[arg(long, value_enum, default_value_t = Backend::Auto)]
+    pub backend: Backend,
+
+    /// Sample threads on a CPU (`cpu`) or every thread, blocked ones too
+    /// (`wall`, with the ptrace backend). `-F` is per thread in both.
+    #[arg(long, value_enum, default_value_t = Mode::Cpu)]
+    pub mode: Mode,
+
+    /// Show the source line in each frame's name: `parse (lexer.c:42)`.
+    /// Frames then split by line; implies --debug-info full.
+    #[arg(long)]
+    pub lines: bool,
+
+    /// Also look for separate debug files in DIR (like /usr/lib/debug: by
+    /// build-id under DIR/.build-id/, or by .gnu_debuglink); repeatable.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    pub debug_dirs: Vec<PathBuf>,
+
+    /// What separate debug files (distribution -dbg packages) give:
+    /// `symbols` reads their symbol tables (every function named, cheap),
+    /// `full` their DWARF too (functions inlined inside system libraries,
+    /// lines; libc's costs about 0.2 s and 30 MB).
+    #[arg(long, value_enum, default_value_t = DebugInfo::Symbols)]
+    pub debug_info: DebugInfo,
 
     /// The command to run and profile, after `--`.
     #[arg(last = true, value_name = "COMMAND")]

@@ -3,10 +3,15 @@
 //! on stderr and an exit code.
 
 mod cli;
+mod convert;
+mod diff;
+mod input;
 mod output;
 mod record;
+mod report;
 mod signals;
 mod summary;
+mod svg_args;
 
 use std::process::ExitCode;
 
@@ -16,6 +21,9 @@ fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     let result = match cli.command {
         cli::Command::Record(args) => record::run(args),
+        cli::Command::Report(args) => report::run(args),
+        cli::Command::Convert(args) => convert::run(args),
+        cli::Command::Diff(args) => diff::run(args),
     };
     match result {
         Ok(code) => code,

@@ -7,7 +7,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use stoke_profile::{write_folded, write_svg, FoldedOptions, Profile, SvgOptions};
+use stoke_profile::{
+    write_folded, write_pprof, write_speedscope, write_svg, FoldedOptions, Profile,
+    SpeedscopeOptions,
+};
 
 use crate::cli::Format;
 
@@ -50,6 +53,8 @@ pub fn resolve(
         let ext = match format {
             Format::Svg => "svg",
             Format::Folded => "folded",
+            Format::Pprof => "pb.gz",
+            Format::Speedscope => "speedscope.json",
         };
         let path = PathBuf::from(format!("{default_stem}.{ext}"));
         return Ok(vec![Output {
@@ -75,18 +80,12 @@ pub fn resolve(
                     .map(|e| format!("\".{}\"", e.to_string_lossy()))
                     .unwrap_or_else(|| "(none)".into());
                 bail!(
-                    "unknown output format {ext} for {}: use .svg, .folded or .txt, or --format",
+                    "unknown output format {ext} for {}: use .svg, .folded, .txt, .pb.gz or .speedscope.json, or --format",
                     path.display()
                 );
             }
         };
-        let folder = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        if !folder.is_dir() {
-            bail!("output folder {} does not exist", folder.display());
-        }
+        check_folder(path)?;
         outputs.push(Output {
             destination: Destination::File(path.clone()),
             format,
@@ -95,10 +94,28 @@ pub fn resolve(
     Ok(outputs)
 }
 
+/// Fails when the folder an output goes to does not exist.
+pub fn check_folder(path: &Path) -> anyhow::Result<()> {
+    let folder = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !folder.is_dir() {
+        bail!("output folder {} does not exist", folder.display());
+    }
+    Ok(())
+}
+
 fn format_of(path: &Path) -> Option<Format> {
+    let name = path.file_name()?.to_str()?;
+    if name.ends_with(".pb.gz") {
+        return Some(Format::Pprof);
+    }
     match path.extension()?.to_str()? {
         "svg" => Some(Format::Svg),
         "folded" | "txt" => Some(Format::Folded),
+        "pb" | "pprof" => Some(Format::Pprof),
+        "json" => Some(Format::Speedscope),
         _ => None,
     }
 }
@@ -107,6 +124,7 @@ fn format_of(path: &Path) -> Option<Format> {
 pub struct Render {
     pub title: Option<String>,
     pub per_thread: bool,
+    pub svg: crate::svg_args::SvgArgs,
 }
 
 /// Writes one output.
@@ -120,11 +138,15 @@ pub fn write(profile: &Profile, output: &Output, render: &Render) -> anyhow::Res
             write_folded(profile, &options, &mut bytes)?;
         }
         Format::Svg => {
-            let options = SvgOptions {
-                title: render.title.clone(),
-                per_thread: render.per_thread,
-            };
+            let options = render.svg.options(render.title.clone(), render.per_thread);
             write_svg(profile, &options, &mut bytes)?;
+        }
+        Format::Pprof => write_pprof(profile, &mut bytes)?,
+        Format::Speedscope => {
+            let options = SpeedscopeOptions {
+                title: render.title.clone(),
+            };
+            write_speedscope(profile, &options, &mut bytes)?;
         }
     }
     match &output.destination {
@@ -140,7 +162,7 @@ pub fn write(profile: &Profile, output: &Output, render: &Render) -> anyhow::Res
 
 /// Writes a file through a temporary file in the same folder and a rename,
 /// so a reader never sees half a file and an old file is never half replaced.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -172,6 +194,18 @@ mod tests {
         assert_eq!(outs[2].destination, Destination::Stdout);
         let forced = resolve(&["a.out".into()], Some(Format::Svg), "x").unwrap();
         assert_eq!(forced[0].format, Format::Svg);
+        let outs = resolve(
+            &[
+                "a.pb.gz".into(),
+                "a.pprof".into(),
+                "a.speedscope.json".into(),
+            ],
+            None,
+            "x",
+        )
+        .unwrap();
+        let formats: Vec<_> = outs.iter().map(|o| o.format).collect();
+        assert_eq!(formats, [Format::Pprof, Format::Pprof, Format::Speedscope]);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use stoke_model::Pid;
 use stoke_record::{Control, Progress, RecordOptions, Recording, Session, Target, UnwindMode};
 use stoke_sample::{CommandSpec, SamplerOptions, StackCapture};
 
-use crate::cli::{RecordArgs, Unwind};
+use crate::cli::{Backend, DebugInfo, Mode, RecordArgs, Unwind};
 use crate::output::{self, Render};
 use crate::{signals, summary};
 
@@ -41,14 +41,31 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             frequency: args.frequency,
             kernel: !args.no_kernel,
             stack,
+            mode: match args.mode {
+                Mode::Cpu => stoke_record::SampleMode::Cpu,
+                Mode::Wall => stoke_record::SampleMode::Wall,
+            },
             ..SamplerOptions::default()
+        },
+        backend: match args.backend {
+            Backend::Auto => stoke_record::Backend::Auto,
+            Backend::Perf => stoke_record::Backend::Perf,
+            Backend::Ptrace => stoke_record::Backend::Ptrace,
         },
         unwind,
         duration: args.duration,
-        ..RecordOptions::default()
+        symbolize: stoke_record::SymbolizeOptions {
+            lines: args.lines,
+            debug_dirs: args.debug_dirs.clone(),
+            separate_debug_dwarf: args.debug_info == DebugInfo::Full,
+            ..stoke_record::SymbolizeOptions::default()
+        },
     };
     signals::install()?;
     let session = Session::start(&target, options)?;
+    if let Some(reason) = session.fallback() {
+        eprintln!("stoke: perf events not available ({reason}); sampling with ptrace");
+    }
     eprintln!(
         "stoke: recording pid {} with {}; Ctrl-C to stop",
         session.pid(),
@@ -75,6 +92,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let render = Render {
         title: args.title,
         per_thread: args.per_thread,
+        svg: args.svg,
     };
     if recording.profile.total_samples() == 0 {
         summary::print(&recording, &[], written_at.elapsed());

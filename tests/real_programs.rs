@@ -70,7 +70,12 @@ fn xz_compressing_generated_data_stacks_reach_libc_start() {
     let mut x: u32 = 12345;
     for i in 0..120_000 {
         x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-        text.push_str(&format!("{i:08} event={} level={} value={}\n", x % 97, x % 5, x >> 8));
+        text.push_str(&format!(
+            "{i:08} event={} level={} value={}\n",
+            x % 97,
+            x % 5,
+            x >> 8
+        ));
     }
     std::fs::write(&input, text).unwrap();
     let recording = record_command(

@@ -12,8 +12,9 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use common::{
-    assert_unharmed, c_fixture, c_fixture_named, record_command, run, stoke_record, thread_names,
-    wait_for_cpu_time, Build, Folded, LiveFixture, MeasuredSplit, Recording, RunningStoke, HZ,
+    assert_stoke_error, assert_unharmed, c_fixture, c_fixture_named, record_command, run,
+    stoke_record, thread_names, wait_for_cpu_time, Build, Folded, LiveFixture, MeasuredSplit,
+    Recording, RunningStoke, HZ,
 };
 use nix::sys::signal::Signal;
 
@@ -346,15 +347,27 @@ fn sigterm_stops_recording_writes_output_and_leaves_the_target_running() {
 }
 
 #[test]
-fn a_failing_command_with_no_samples_keeps_its_status_and_writes_nothing() {
+fn a_failing_command_that_barely_ran_keeps_its_status() {
+    // With or without a sample of its start-up, the command's status wins.
     let dir = tempfile::tempdir().unwrap();
     let outcome = run(stoke_record(dir.path()).args(["-o", "out.svg", "--", "sh", "-c", "exit 3"]));
     outcome.assert_no_panic();
     assert_eq!(outcome.status.code(), Some(3), "{outcome}");
-    assert!(
-        outcome.stderr.contains("no samples were recorded"),
-        "{outcome}"
-    );
+}
+
+#[test]
+fn a_recording_without_samples_is_an_error_and_writes_nothing() {
+    // A process asleep for the whole recording is never on a CPU.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pid = sleeper.id().to_string();
+    let outcome = run(stoke_record(dir.path()).args(["-p", &pid, "-d", "0.5", "-o", "out.svg"]));
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_stoke_error(&outcome, Some(1), &["no samples were recorded"]);
     assert!(
         !dir.path().join("out.svg").exists(),
         "an empty profile was written"

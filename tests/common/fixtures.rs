@@ -63,10 +63,18 @@ pub fn c_fixture(source: &str, build: Build) -> PathBuf {
 /// Builds `fixtures/<source>.c` with `build` as an executable called `name`
 /// (its process name is then `name`, cut to 15 bytes by the kernel).
 pub fn c_fixture_named(source: &str, build: Build, name: &str) -> PathBuf {
+    c_fixture_with_flags(source, build, name, &[])
+}
+
+/// Builds `fixtures/<source>.c` with `build` and extra compiler flags (e.g.
+/// `-DHOT_WEIGHT=6` for a variant) as an executable called `name`; give each
+/// variant its own name.
+pub fn c_fixture_with_flags(source: &str, build: Build, name: &str, flags: &[&str]) -> PathBuf {
     let src = sources().join(format!("{source}.c"));
     build_once(output_path(build.folder(), name), |out| {
         let mut cmd = Command::new("gcc");
         cmd.args(build.cflags())
+            .args(flags)
             .args(["-Wall", "-Wextra", "-pthread", "-o"])
             .arg(out)
             .arg(&src);

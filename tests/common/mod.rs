@@ -9,7 +9,7 @@ mod fixtures;
 mod folded;
 mod process;
 
-pub use fixtures::{c_fixture, c_fixture_named, rust_fixture, Build};
+pub use fixtures::{c_fixture, c_fixture_named, c_fixture_with_flags, rust_fixture, Build};
 pub use folded::{Folded, MeasuredSplit, Stack};
 pub use process::{
     assert_unharmed, find_in_path, process_cpu_time, run, thread_names, wait_for_cpu_time,

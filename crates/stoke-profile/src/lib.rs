@@ -1,4 +1,6 @@
-//! The profile model and its formats.
+//! The profile model and its formats: folded stacks (read and write), SVG
+//! flame graphs, pprof (read and write), speedscope JSON, a function report
+//! and the comparison of two profiles.
 //!
 //! Design constraints:
 //! - A [`Profile`] holds interned frames, a stack trie (each stack is a
@@ -12,12 +14,25 @@
 
 #![forbid(unsafe_code)]
 
+mod diff;
 mod folded;
+mod input;
 mod model;
+pub mod pprof;
+mod report;
+mod speedscope;
+mod stats;
 mod summary;
 mod svg;
 
+pub use diff::{
+    compare_self_shares, write_diff_svg, write_share_table, ShareChange, ShareComparison,
+};
 pub use folded::{read_folded, write_folded, FoldedError, FoldedOptions};
-pub use model::{Frame, FrameId, FrameKind, Metadata, Profile, StackId, Thread, ThreadId};
+pub use input::{detect_format, read_profile, InputFormat, ReadError};
+pub use model::{Frame, FrameId, FrameKind, Metadata, Module, Profile, StackId, Thread, ThreadId};
+pub use pprof::{read_pprof, write_pprof, PprofError};
+pub use report::{function_stats, write_report, FunctionStats, ReportOptions, ReportOrder};
+pub use speedscope::{write_speedscope, SpeedscopeOptions};
 pub use summary::{top_self, FunctionCount};
 pub use svg::{write_svg, SvgError, SvgOptions};

@@ -43,6 +43,18 @@ impl Frame {
     }
 }
 
+/// A loaded module (executable, shared library, kernel image) that frames
+/// name by its short name ([`Frame::module`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Module {
+    /// The short name frames carry in [`Frame::module`] (e.g. `libc.so.6`).
+    pub name: String,
+    /// Its path as the target saw it (e.g. `/usr/lib/x86_64-linux-gnu/libc.so.6`).
+    pub path: String,
+    /// Its GNU build-id in lower-case hex, when known.
+    pub build_id: Option<String>,
+}
+
 /// Index of an interned frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FrameId(pub u32);
@@ -85,6 +97,15 @@ pub struct Metadata {
     pub truncated: u64,
 }
 
+impl Metadata {
+    /// The nominal time one sample stands for, in nanoseconds
+    /// (1e9 / frequency for a clock event), or `None` when the frequency is
+    /// unknown.
+    pub fn period_ns(&self) -> Option<u64> {
+        (self.frequency > 0).then(|| 1_000_000_000 / u64::from(self.frequency))
+    }
+}
+
 /// A node of the stack trie: a frame called from its parent stack.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct StackNode {
@@ -112,6 +133,7 @@ pub struct Profile {
     threads: Vec<Thread>,
     thread_ids: HashMap<Thread, ThreadId>,
     counts: HashMap<(ThreadId, StackId), u64>,
+    modules: Vec<Module>,
 }
 
 /// Converts a table length into the next id, panicking past `u32::MAX`
@@ -159,6 +181,25 @@ impl Profile {
         frames_root_first.iter().fold(None, |parent, &frame| {
             Some(self.extend_stack(parent, frame))
         })
+    }
+
+    /// Records a module that frames name by [`Module::name`]. A module of a
+    /// name already known is ignored (the first one wins: two different
+    /// files with the same short name share one entry).
+    pub fn add_module(&mut self, module: Module) {
+        if self.module(&module.name).is_none() {
+            self.modules.push(module);
+        }
+    }
+
+    /// The module of this short name, when recorded.
+    pub fn module(&self, name: &str) -> Option<&Module> {
+        self.modules.iter().find(|m| m.name == name)
+    }
+
+    /// Every recorded module, in the order added.
+    pub fn modules(&self) -> impl ExactSizeIterator<Item = &Module> + '_ {
+        self.modules.iter()
     }
 
     /// Adds (or finds) a thread: equal threads (same pid, tid and names) get

@@ -3,7 +3,7 @@
 use std::io;
 use std::time::Duration;
 
-use inferno::flamegraph::color::{MultiPalette, Palette};
+use inferno::flamegraph::color::{parse_hex_color, MultiPalette, Palette, PaletteMap};
 use inferno::flamegraph::{self, Options};
 
 use crate::folded::folded_stacks;
@@ -17,6 +17,15 @@ pub struct SvgOptions {
     pub title: Option<String>,
     /// Put threads under their process root (as [`crate::FoldedOptions::per_thread`]).
     pub per_thread: bool,
+    /// Image width in pixels (default: inferno's 1200).
+    pub width: Option<usize>,
+    /// Leave out frames narrower than this many pixels (default: inferno's 0.1).
+    pub min_width: Option<f64>,
+    /// Reverse each stack before drawing, so leaves are at the base and
+    /// their callers above them (a "reversed" or bottom-up flame graph).
+    pub reverse: bool,
+    /// Draw an icicle graph: roots at the top, stacks growing down.
+    pub inverted: bool,
 }
 
 /// The SVG could not be written.
@@ -31,7 +40,7 @@ pub enum SvgError {
 }
 
 /// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     // The first group has 1 to 3 digits, every later group exactly 3.
     let mut end = match digits.len() % 3 {
@@ -82,6 +91,9 @@ fn subtitle(total: u64, meta: &Metadata) -> String {
 ///   names red; the `_[k]`/`_[j]` suffixes are not shown in the graph;
 /// - "samples" as the count name.
 ///
+/// [`SvgOptions`] also sets the width, the minimum frame width, and
+/// reversed (leaves at the base) or inverted (icicle) drawing.
+///
 /// The title is [`SvgOptions::title`], else the profile's command, else
 /// `stoke`. The subtitle reads `1,234 samples at 999 Hz over 3.02 s
 /// (cpu-clock), 0 lost`, without the rate, duration or event when they are
@@ -108,26 +120,88 @@ pub fn write_svg(
         None if profile.meta.command.is_empty() => "stoke".to_owned(),
         None => profile.meta.command.clone(),
     };
-    let mut opt = Options::default();
-    opt.title = title;
-    opt.subtitle = Some(subtitle(profile.total_samples(), &profile.meta));
-    opt.colors = Palette::Multi(MultiPalette::Java);
-    opt.deterministic = true;
-    opt.count_name = "samples".to_owned();
-
     let lines: Vec<String> = folded_stacks(profile, options.per_thread)
         .into_iter()
         .map(|(stack, count)| format!("{stack} {count}"))
         .collect();
+    let subtitle = subtitle(profile.total_samples(), &profile.meta);
+    render(&lines, title, subtitle, options, out)
+}
+
+/// Renders folded lines (`stack count`, or `stack before after` for a
+/// differential graph) with stoke's inferno settings.
+pub(crate) fn render(
+    lines: &[String],
+    title: String,
+    subtitle: String,
+    options: &SvgOptions,
+    out: &mut dyn io::Write,
+) -> Result<(), SvgError> {
+    let mut off_cpu = off_cpu_palette(lines);
+    let mut opt = Options::default();
+    opt.palette_map = Some(&mut off_cpu);
+    opt.title = title;
+    opt.subtitle = Some(subtitle);
+    opt.colors = Palette::Multi(MultiPalette::Java);
+    opt.deterministic = true;
+    opt.count_name = "samples".to_owned();
+    opt.image_width = options.width;
+    if let Some(min_width) = options.min_width {
+        opt.min_width = min_width;
+    }
+    opt.reverse_stack_order = options.reverse;
+    if options.inverted {
+        opt.direction = flamegraph::Direction::Inverted;
+    }
     let mut out = io::BufWriter::new(out);
     flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut out)
         .and_then(|()| io::Write::flush(&mut out))
         .map_err(SvgError::Render)
 }
 
+/// The colour of off-CPU marker frames: a blue no palette of stoke uses.
+const OFF_CPU_BLUE: &str = "#5f87d7";
+
+/// Wall-clock profiles: the `[off-cpu]` marker and the `[syscall: NAME]`
+/// leaves of blocked stacks are drawn blue, so time off the CPU stands out
+/// from the red/orange/yellow of code on it. Every other name keeps its
+/// palette colour.
+fn off_cpu_palette(lines: &[String]) -> PaletteMap {
+    let mut map = PaletteMap::default();
+    let Some(blue) = parse_hex_color(OFF_CPU_BLUE) else {
+        return map;
+    };
+    for line in lines {
+        // `stack count`, or `stack before after`: names may hold spaces.
+        let mut stack = line.as_str();
+        while let Some((rest, count)) = stack.rsplit_once(' ') {
+            if count.is_empty() || !count.bytes().all(|b| b.is_ascii_digit()) {
+                break;
+            }
+            stack = rest;
+        }
+        for frame in stack.split(';') {
+            if frame == "[off-cpu]" || frame.starts_with("[syscall: ") {
+                map.insert(frame, blue);
+            }
+        }
+    }
+    map
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn off_cpu_markers_are_blue() {
+        let lines = ["p;[off-cpu];main;read;[syscall: read] 5".to_string()];
+        let map = off_cpu_palette(&lines);
+        let blue = parse_hex_color(OFF_CPU_BLUE);
+        assert_eq!(map.get("[off-cpu]"), blue);
+        assert_eq!(map.get("[syscall: read]"), blue);
+        assert_eq!(map.get("main"), None);
+    }
 
     #[test]
     fn thousands_separators() {

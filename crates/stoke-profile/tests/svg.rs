@@ -35,6 +35,7 @@ fn golden_svg_per_thread() {
     let options = SvgOptions {
         title: Some("per thread".into()),
         per_thread: true,
+        ..SvgOptions::default()
     };
     assert_golden(
         "sample.per-thread.svg",
@@ -73,6 +74,7 @@ fn title_subtitle_and_count_name() {
         &SvgOptions {
             title: Some("mine".into()),
             per_thread: false,
+            ..SvgOptions::default()
         },
     );
     assert!(titled.contains(">mine</text>"));
@@ -88,6 +90,7 @@ fn per_thread_frames() {
         &SvgOptions {
             title: None,
             per_thread: true,
+            ..SvgOptions::default()
         },
     );
     assert!(

@@ -166,6 +166,13 @@ impl Aggregator {
         if frames.is_empty() {
             frames.push(RawFrame::Truncated(TruncationReason::NoModule));
         }
+        if let Some(off_cpu) = sample.off_cpu {
+            // What it waits in is the leaf; the marker the root-most frame.
+            if let Some(syscall) = off_cpu.syscall {
+                frames.insert(0, RawFrame::Syscall(syscall));
+            }
+            frames.push(RawFrame::OffCpu);
+        }
         let thread = self.thread_key(sample.pid, sample.tid);
         let key = (thread, frames.clone().into_boxed_slice());
         *self.stacks.entry(key).or_default() += 1;

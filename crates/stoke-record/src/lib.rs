@@ -23,13 +23,14 @@ mod unwind;
 
 pub use aggregate::{Aggregator, StackStats};
 pub use session::{Control, Progress, Recording, Session, StopReason};
-pub use stack::RawFrame;
+pub use stack::{RawFrame, OFF_CPU_FRAME};
 
 use std::time::Duration;
 
 use stoke_model::Pid;
+pub use stoke_sample::{Backend, SampleMode};
 use stoke_sample::{CommandSpec, SampleError, SamplerOptions};
-use stoke_symbolize::SymbolizeOptions;
+pub use stoke_symbolize::SymbolizeOptions;
 pub use stoke_unwind::UnwindMode;
 
 /// What to profile.
@@ -52,6 +53,8 @@ pub struct RecordOptions {
     pub unwind: UnwindMode,
     /// Stop after this long (else at the target's exit or on request).
     pub duration: Option<Duration>,
+    /// Which sampler to use (`sampler.mode` says which threads it samples).
+    pub backend: Backend,
 }
 
 /// Why a session failed.

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use stoke_model::Pid;
 use stoke_profile::{Metadata, Profile};
-use stoke_sample::{Child, PerfSampler, Sampler};
+use stoke_sample::{Child, Sampler, Started};
 use stoke_symbolize::Symbolizer;
 
 use crate::aggregate::{Aggregator, StackStats};
@@ -70,8 +70,9 @@ pub struct Recording {
 
 /// A recording in progress.
 pub struct Session {
-    sampler: PerfSampler,
+    sampler: Box<dyn Sampler>,
     child: Option<Child>,
+    fallback: Option<String>,
     options: RecordOptions,
     command: String,
     aggregator: Aggregator,
@@ -81,23 +82,28 @@ pub struct Session {
 impl Session {
     /// Attaches to or launches the target and starts sampling.
     pub fn start(target: &Target, options: RecordOptions) -> Result<Session, RecordError> {
-        let (sampler, child, command) = match target {
+        let (started, command) = match target {
             Target::Pid(pid) => {
-                let sampler = PerfSampler::attach(*pid, &options.sampler)?;
+                let started = stoke_sample::attach(options.backend, *pid, &options.sampler)?;
                 let name =
                     stoke_sample::procfs::thread_name(*pid, (*pid).into()).unwrap_or_default();
-                (sampler, None, format!("pid {pid} ({name})"))
+                (started, format!("pid {pid} ({name})"))
             }
             Target::Command(spec) => {
-                let (sampler, child) = PerfSampler::launch(spec, &options.sampler)?;
+                let started = stoke_sample::launch(options.backend, spec, &options.sampler)?;
                 let command = std::iter::once(&spec.program)
                     .chain(&spec.args)
                     .map(|a| a.to_string_lossy())
                     .collect::<Vec<_>>()
                     .join(" ");
-                (sampler, Some(child), command)
+                (started, command)
             }
         };
+        let Started {
+            sampler,
+            child,
+            fallback,
+        } = started;
         let aggregator = Aggregator::new(options.unwind);
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
         if options.sampler.kernel {
@@ -106,6 +112,7 @@ impl Session {
         Ok(Session {
             sampler,
             child,
+            fallback,
             options,
             command,
             aggregator,
@@ -116,6 +123,12 @@ impl Session {
     /// What is sampled and how, in one line.
     pub fn description(&self) -> String {
         self.sampler.description()
+    }
+
+    /// Why perf events were not available, when `--backend auto` fell back
+    /// to ptrace.
+    pub fn fallback(&self) -> Option<&str> {
+        self.fallback.as_deref()
     }
 
     /// The target's pid.

@@ -1,6 +1,7 @@
 //! Frames as captured: normalized addresses, not yet named.
 
 use stoke_model::{FrameAddress, Pid};
+use stoke_sample::Syscall;
 use stoke_unwind::TruncationReason;
 
 /// Index of a module in the aggregator's module table.
@@ -20,4 +21,13 @@ pub enum RawFrame {
     Unmapped(FrameAddress),
     /// The stack stopped short here (the root side).
     Truncated(TruncationReason),
+    /// The system call a blocked thread waited in (the leaf of an off-CPU
+    /// stack): `[syscall: read]`.
+    Syscall(Syscall),
+    /// The root-most frame of every off-CPU stack: [`OFF_CPU_FRAME`].
+    OffCpu,
 }
+
+/// The name of the marker frame under which every off-CPU (blocked) stack
+/// of a wall-clock profile is counted, right below the process.
+pub const OFF_CPU_FRAME: &str = "[off-cpu]";

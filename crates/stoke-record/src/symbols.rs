@@ -2,14 +2,16 @@
 //! build the profile.
 
 use std::collections::{HashMap, HashSet};
+use std::fs::File;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use stoke_model::{BuildId, FrameAddress, Mapping, MappingKind, ModuleKey, Pid};
 use stoke_profile::{Frame, FrameId, FrameKind, Metadata, Profile, Thread};
 use stoke_symbolize::{ModuleRequest, SymbolFrame, Symbolized, Symbolizer};
 
 use crate::aggregate::ThreadKey;
-use crate::stack::{ModuleIndex, RawFrame};
+use crate::stack::{ModuleIndex, RawFrame, OFF_CPU_FRAME};
 
 /// A module seen in samples.
 #[derive(Clone, Debug)]
@@ -23,13 +25,22 @@ pub(crate) struct ModuleInfo {
     pid: Pid,
     build_id: Option<BuildId>,
     short_name: String,
+    /// The file, held open from when the module was first sampled, so that
+    /// a binary deleted or replaced while it runs is still read (through
+    /// `/proc/PID/map_files`) after the process is gone.
+    file: Option<Arc<File>>,
 }
+
+/// How many module files are held open at most (each costs a descriptor);
+/// modules past this are opened by path when recording stops.
+const MAX_HELD_FILES: usize = 256;
 
 /// Modules seen in samples, interned by key.
 #[derive(Debug, Default)]
 pub(crate) struct ModuleTable {
     index: HashMap<ModuleKey, ModuleIndex>,
     modules: Vec<ModuleInfo>,
+    held_files: usize,
 }
 
 impl ModuleTable {
@@ -40,7 +51,13 @@ impl ModuleTable {
             return i;
         }
         let i = ModuleIndex(self.modules.len() as u32);
+        let file = (self.held_files < MAX_HELD_FILES)
+            .then(|| stoke_sample::procfs::open_mapped_file(pid, mapping))
+            .flatten()
+            .map(Arc::new);
+        self.held_files += usize::from(file.is_some());
         self.modules.push(ModuleInfo {
+            file,
             path: match &mapping.kind {
                 MappingKind::File(p) => Some(p.clone()),
                 _ => None,
@@ -64,6 +81,17 @@ pub(crate) fn build_profile(
 ) -> Profile {
     let mut profile = Profile::new(meta);
     let names = name_frames(stacks, modules, symbolizer, &mut profile);
+    // Path and build-id of each module frames name, for pprof mappings.
+    for info in &modules.modules {
+        profile.add_module(stoke_profile::Module {
+            name: info.short_name.clone(),
+            path: info.path.as_ref().map_or_else(
+                || info.short_name.clone(),
+                |p| p.to_string_lossy().into_owned(),
+            ),
+            build_id: info.build_id.as_ref().map(|b| b.to_string()),
+        });
+    }
     let mut thread_ids = HashMap::new();
     let mut ids = Vec::new();
     for ((thread, frames), &count) in stacks {
@@ -116,8 +144,18 @@ fn name_frames(
                 ));
                 names.insert(raw.clone(), vec![id]);
             }
+            RawFrame::Syscall(syscall) => {
+                let name = format!("[syscall: {syscall}]");
+                let id = profile.intern_frame(Frame::new(name, FrameKind::Marker));
+                names.insert(raw.clone(), vec![id]);
+            }
+            RawFrame::OffCpu => {
+                let id = profile.intern_frame(Frame::new(OFF_CPU_FRAME, FrameKind::Marker));
+                names.insert(raw.clone(), vec![id]);
+            }
         }
     }
+    let lines = symbolizer.options().lines;
     for (m, addresses) in by_module {
         let info = &modules.modules[m.0 as usize];
         let results = match &info.path {
@@ -126,6 +164,7 @@ fn name_frames(
                     path,
                     pid: Some(info.pid),
                     build_id: info.build_id.as_ref(),
+                    file: info.file.as_deref(),
                 },
                 &addresses,
             ),
@@ -141,7 +180,7 @@ fn name_frames(
             };
             let ids = intern(
                 profile,
-                result,
+                with_lines(result, lines),
                 FrameKind::User,
                 Some(&info.short_name),
                 fallback,
@@ -205,8 +244,69 @@ fn intern(
                 name: f.name,
                 kind,
                 module: module.map(str::to_string),
-                location: None,
+                location: f.file.zip(f.line),
             })
         })
         .collect()
+}
+
+/// With `lines` (`--lines`), each frame that has a source location is named
+/// `func (file.c:42)` (the file's name only; the whole path stays in the
+/// frame's location), so folded stacks and flame graphs show it. Without,
+/// locations are dropped, so that a function's samples merge into one frame
+/// whatever line they hit.
+fn with_lines(result: Symbolized, lines: bool) -> Symbolized {
+    let Symbolized::Found(mut frames) = result else {
+        return result;
+    };
+    for frame in &mut frames {
+        match (&frame.file, frame.line) {
+            (Some(file), Some(line)) if lines => {
+                let short = file.rsplit('/').next().unwrap_or(file);
+                frame.name = format!("{} ({short}:{line})", frame.name);
+            }
+            _ => (frame.file, frame.line) = (None, None),
+        }
+    }
+    Symbolized::Found(frames)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(frames: &[(&str, Option<(&str, u32)>)]) -> Symbolized {
+        Symbolized::Found(
+            frames
+                .iter()
+                .enumerate()
+                .map(|(i, (name, location))| SymbolFrame {
+                    name: name.to_string(),
+                    file: location.map(|(f, _)| f.to_string()),
+                    line: location.map(|(_, l)| l),
+                    inlined: i > 0,
+                })
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn lines_name_frames_with_the_file_name_and_line_only_when_asked() {
+        let result = found(&[
+            ("outer", Some(("/src/app/main.c", 42))),
+            ("inner", Some(("/src/app/mix.h", 7))),
+            ("nameonly", None),
+        ]);
+        let Symbolized::Found(plain) = with_lines(result.clone(), false) else {
+            panic!()
+        };
+        assert_eq!(plain[0].name, "outer");
+        assert!(plain.iter().all(|f| f.file.is_none() && f.line.is_none()));
+        let Symbolized::Found(lined) = with_lines(result, true) else {
+            panic!()
+        };
+        let names: Vec<&str> = lined.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["outer (main.c:42)", "inner (mix.h:7)", "nameonly"]);
+        assert_eq!(lined[0].file.as_deref(), Some("/src/app/main.c"));
+    }
 }

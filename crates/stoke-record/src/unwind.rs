@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use std::io::{Read, Seek, SeekFrom};
@@ -130,19 +129,16 @@ impl DwarfUnwinder {
 /// for the vDSO the kernel's image, which is the same in every process.
 fn load_module(pid: Pid, mapping: &Mapping) -> Option<ModuleUnwindInfo> {
     let data: Arc<dyn AsRef<[u8]> + Send + Sync> = match &mapping.kind {
-        MappingKind::File(path) => {
-            let file = open_in_root(pid, path)?;
+        // Through the target's root, or its map_files link when the binary
+        // was deleted or replaced while it runs.
+        MappingKind::File(_) => {
+            let file = procfs::open_mapped_file(pid, mapping)?;
             Arc::new(map_file(&file).ok()?)
         }
         MappingKind::Vdso => Arc::new(own_vdso_image()?),
         _ => return None,
     };
     ModuleUnwindInfo::parse(data).ok()
-}
-
-fn open_in_root(pid: Pid, path: &std::path::Path) -> Option<File> {
-    let in_root: PathBuf = procfs::path_in_root(pid, path);
-    File::open(in_root).or_else(|_| File::open(path)).ok()
 }
 
 /// stoke's own copy of the vDSO: the kernel maps the same image into every

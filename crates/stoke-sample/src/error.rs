@@ -38,6 +38,9 @@ pub enum SampleError {
         /// The errno (ENOENT, EOPNOTSUPP, ENODEV).
         source: io::Error,
     },
+    /// The options ask for something the chosen sampler cannot do.
+    #[error("{0}")]
+    Unsupported(String),
     /// Another system call failed.
     #[error("{call}: {source}")]
     Sys {

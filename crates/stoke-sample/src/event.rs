@@ -76,6 +76,16 @@ pub struct Sample {
     pub user_regs: Option<Registers>,
     /// A copy of the top of the user stack (with [`crate::StackCapture::RegsAndStack`]).
     pub user_stack: Option<StackBytes>,
+    /// Set when the thread was off the CPU (blocked) at the sample: only
+    /// the ptrace sampler's wall-clock mode samples such threads.
+    pub off_cpu: Option<OffCpu>,
+}
+
+/// What an off-CPU thread was waiting in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OffCpu {
+    /// The system call it was blocked in, if it was in one.
+    pub syscall: Option<crate::Syscall>,
 }
 
 /// A copy of the top of a thread's user stack.

@@ -3,7 +3,9 @@
 //! This crate owns everything that touches the target process: starting a
 //! command stopped and releasing it at `exec`, attaching to a running pid,
 //! discovering its threads and mappings through `/proc`, and sampling it with
-//! `perf_event_open` and its ring buffers.
+//! `perf_event_open` and its ring buffers ([`PerfSampler`]) or, where perf
+//! events are forbidden or time off the CPU is wanted, by interrupting one
+//! thread at a time under ptrace ([`PtraceSampler`]).
 //!
 //! Design constraints:
 //! - It emits plain [`Event`]s and knows nothing of unwinding, symbols or
@@ -18,12 +20,16 @@ mod error;
 mod event;
 mod perf;
 pub mod procfs;
+mod ptrace;
 mod sys;
 mod target;
 
 pub use error::SampleError;
-pub use event::{Event, Sample, StackBytes};
+pub use event::{Event, OffCpu, Sample, StackBytes};
 pub use perf::sampler::PerfSampler;
+pub use ptrace::backend::{Backend, Started};
+pub use ptrace::sampler::PtraceSampler;
+pub use ptrace::syscalls::Syscall;
 pub use target::{Child, CommandSpec};
 
 use std::time::Duration;
@@ -71,6 +77,20 @@ pub struct SamplerOptions {
     pub stack: StackCapture,
     /// Data pages per ring buffer (a power of two).
     pub ring_pages: usize,
+    /// Which threads are sampled (the perf sampler only knows
+    /// [`SampleMode::Cpu`]).
+    pub mode: SampleMode,
+}
+
+/// Which threads a sampler samples.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SampleMode {
+    /// Threads on a CPU: where CPU time goes.
+    #[default]
+    Cpu,
+    /// Every thread, running or blocked: where wall-clock time goes.
+    /// Samples of blocked threads carry [`Sample::off_cpu`].
+    Wall,
 }
 
 impl Default for SamplerOptions {
@@ -81,6 +101,7 @@ impl Default for SamplerOptions {
             kernel: true,
             stack: StackCapture::Callchain,
             ring_pages: 256,
+            mode: SampleMode::Cpu,
         }
     }
 }
@@ -139,5 +160,47 @@ impl PerfSampler {
         options: &SamplerOptions,
     ) -> Result<(PerfSampler, Child), SampleError> {
         perf::launch::launch(command, options)
+    }
+}
+
+/// Attaches to a running process with `backend`; see [`Backend`].
+pub fn attach(
+    backend: Backend,
+    pid: Pid,
+    options: &SamplerOptions,
+) -> Result<Started, SampleError> {
+    ptrace::backend::attach(backend, pid, options)
+}
+
+/// Launches a command with `backend`; see [`Backend`].
+pub fn launch(
+    backend: Backend,
+    command: &CommandSpec,
+    options: &SamplerOptions,
+) -> Result<Started, SampleError> {
+    ptrace::backend::launch(backend, command, options)
+}
+
+impl PtraceSampler {
+    /// Seizes every thread of a running process with ptrace (without
+    /// stopping it), and threads and processes it creates later. Emits
+    /// [`Event::Comm`] and [`Event::Mmap`] events for the existing threads
+    /// and mappings first.
+    ///
+    /// Dropping the sampler (also while unwinding from a panic) detaches
+    /// from every thread and leaves the process running, with no stop or
+    /// signal lost.
+    pub fn attach(pid: Pid, options: &SamplerOptions) -> Result<PtraceSampler, SampleError> {
+        ptrace::launch::attach(pid, options)
+    }
+
+    /// Starts a command held on a pipe, seizes it, then lets it exec;
+    /// sampling starts at the exec. Its threads, forks and execs are
+    /// followed. Errors as for [`PerfSampler::launch`].
+    pub fn launch(
+        command: &CommandSpec,
+        options: &SamplerOptions,
+    ) -> Result<(PtraceSampler, Child), SampleError> {
+        ptrace::launch::launch(command, options)
     }
 }

@@ -96,6 +96,39 @@ pub fn path_in_root(pid: Pid, path: &Path) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root")).join(relative)
 }
 
+/// Opens the file behind a mapping of a live process: through
+/// `/proc/PID/root` when the file found there is the one mapped (same inode),
+/// else through `/proc/PID/map_files/START-END`, which reaches the mapped
+/// file itself even when it was deleted or replaced since (this needs root,
+/// or CAP_SYS_ADMIN, and the process alive). Falls back to whatever the path
+/// gives; `None` when nothing opens.
+pub fn open_mapped_file(pid: Pid, mapping: &Mapping) -> Option<std::fs::File> {
+    use std::os::unix::fs::MetadataExt;
+    let stoke_model::MappingKind::File(path) = &mapping.kind else {
+        return None;
+    };
+    let by_path = std::fs::File::open(path_in_root(pid, path))
+        .or_else(|_| std::fs::File::open(path))
+        .ok();
+    let same_inode = |file: &std::fs::File| {
+        mapping.inode == 0 || file.metadata().is_ok_and(|m| m.ino() == mapping.inode)
+    };
+    if by_path.as_ref().is_some_and(same_inode) {
+        return by_path;
+    }
+    std::fs::File::open(map_files_path(pid, mapping))
+        .ok()
+        .or(by_path)
+}
+
+/// `/proc/PID/map_files/START-END` of a mapping.
+pub fn map_files_path(pid: Pid, mapping: &Mapping) -> PathBuf {
+    PathBuf::from(format!(
+        "/proc/{pid}/map_files/{:x}-{:x}",
+        mapping.start.0, mapping.end.0
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +161,41 @@ garbage line
         assert_eq!(maps[2].kind, MappingKind::Anonymous);
         assert_eq!(maps[3].kind, MappingKind::Vdso);
         assert_eq!(maps[4].kind, MappingKind::Special("[vsyscall]".into()));
+    }
+
+    #[test]
+    fn mapped_files_open_even_after_they_are_deleted() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("stoke-mapfiles-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let copy = dir.join("sleep-copy");
+        std::fs::copy("/bin/sleep", &copy).unwrap();
+        let mut child = std::process::Command::new(&copy).arg("30").spawn().unwrap();
+        let pid = Pid(child.id());
+        // The exec is done once /proc shows the copy as the executable.
+        let exe = loop {
+            let maps = executable_mappings(pid).unwrap();
+            if let Some(m) = maps
+                .into_iter()
+                .find(|m| m.kind == MappingKind::File(copy.clone()))
+            {
+                break m;
+            }
+            std::thread::yield_now();
+        };
+        let inode = std::fs::metadata(&copy).unwrap().ino();
+        assert_eq!(exe.inode, inode);
+        assert!(open_mapped_file(pid, &exe).is_some());
+        std::fs::remove_file(&copy).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
+        let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        let reopened = open_mapped_file(pid, &exe);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // map_files needs root (CAP_SYS_ADMIN); then the deleted file is reached.
+        if is_root {
+            assert_eq!(reopened.unwrap().metadata().unwrap().ino(), inode);
+        }
     }
 
     #[test]

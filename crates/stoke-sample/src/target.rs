@@ -8,6 +8,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::{Arc, OnceLock};
 
 use stoke_model::Pid;
 
@@ -93,6 +94,9 @@ pub struct Child {
     pid: Pid,
     pidfd: Option<OwnedFd>,
     status: Option<ExitStatus>,
+    /// Where a tracer that reaps the process (waits on it as a traced
+    /// thread) leaves its raw wait status.
+    reaped: Option<Arc<OnceLock<i32>>>,
 }
 
 impl Child {
@@ -102,7 +106,21 @@ impl Child {
             pid,
             pidfd,
             status: None,
+            reaped: None,
         }
+    }
+
+    /// The same handle, told that a tracer may reap the process and leave
+    /// its status in `reaped`.
+    pub(crate) fn with_reaped(mut self, reaped: Arc<OnceLock<i32>>) -> Child {
+        self.reaped = Some(reaped);
+        self
+    }
+
+    /// The status a tracer reaped, if it did.
+    fn reaped_status(&self) -> Option<ExitStatus> {
+        let raw = *self.reaped.as_ref()?.get()?;
+        Some(ExitStatus::from_raw(raw))
     }
 
     /// The process id.
@@ -113,7 +131,9 @@ impl Child {
     /// Waits for the process to exit and reaps it. Calling it again returns
     /// the same status.
     pub fn wait(&mut self) -> Result<ExitStatus, SampleError> {
-        if let Some(status) = self.status {
+        if let Some(status) = self.status.or_else(|| self.reaped_status()) {
+            self.status = Some(status);
+            self.pidfd = None;
             return Ok(status);
         }
         let raw = process::wait(self.pid.0 as libc::pid_t).map_err(|source| SampleError::Sys {
@@ -128,7 +148,7 @@ impl Child {
 
     /// Sends a signal to the process (e.g. to pass on a SIGTERM stoke received).
     pub fn signal(&self, signal: i32) -> Result<(), SampleError> {
-        let result = match (&self.pidfd, self.status) {
+        let result = match (&self.pidfd, self.status.or_else(|| self.reaped_status())) {
             (_, Some(_)) => Err(io::Error::from_raw_os_error(libc::ESRCH)),
             (Some(fd), None) => process::pidfd_send_signal(fd, signal),
             (None, None) => process::kill(self.pid.0 as libc::pid_t, signal),

@@ -106,7 +106,15 @@ impl ElfImage {
             source,
         };
         let file = File::open(path).map_err(io)?;
-        let bytes = Bytes::map(&file).map_err(io)?;
+        ElfImage::open_file(path, &file)
+    }
+
+    /// Maps and parses a file the caller opened; `path` names it.
+    pub(crate) fn open_file(path: &Path, file: &File) -> Result<ElfImage, LoadError> {
+        let bytes = Bytes::map(file).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         ElfImage::parse(path, bytes)
     }
 
@@ -187,13 +195,27 @@ impl ElfImage {
             out.push(RawSymbol {
                 address: sym.address(),
                 size: sym.size(),
-                name,
+                name: without_version(name),
                 is_function: st_type != elf::STT_NOTYPE,
                 binding: st_bind,
                 source,
             });
         }
         out
+    }
+
+    /// The MiniDebugInfo image (`.gnu_debugdata`: an xz-compressed ELF file
+    /// holding the `.symtab` that a stripped binary lost, as Fedora ships
+    /// them), decompressed and parsed; `None` when there is none or it is
+    /// corrupt.
+    pub(crate) fn mini_debug_info(&self) -> Option<ElfImage> {
+        let obj = parse_object(&self.path, &self.bytes).ok()?;
+        let compressed = obj.section_by_name(".gnu_debugdata")?.data().ok()?;
+        let mut elf = Vec::new();
+        lzma_rs::xz_decompress(&mut std::io::Cursor::new(compressed), &mut elf).ok()?;
+        let mut path = self.path.clone().into_os_string();
+        path.push(" [.gnu_debugdata]");
+        ElfImage::parse(Path::new(&path), Bytes::owned(elf)).ok()
     }
 
     /// The stated address of a section, if the file has one by that name.
@@ -257,6 +279,16 @@ fn section_is_executable(obj: &object::File<'_>, index: SectionIndex) -> bool {
     })
 }
 
+/// A symbol name without its symbol version: `.symtab` of shared libraries
+/// names versioned definitions `clock_gettime@@GLIBC_2.17`, which would split
+/// one function's samples by the library's version.
+fn without_version(name: &str) -> &str {
+    match name.split_once('@') {
+        Some((plain, _)) if !plain.is_empty() => plain,
+        _ => name,
+    }
+}
+
 fn path_from_bytes(bytes: &[u8]) -> PathBuf {
     use std::os::unix::ffi::OsStrExt;
     PathBuf::from(std::ffi::OsStr::from_bytes(bytes))
@@ -265,6 +297,17 @@ fn path_from_bytes(bytes: &[u8]) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn symbol_versions_are_dropped() {
+        assert_eq!(
+            without_version("clock_gettime@@GLIBC_2.17"),
+            "clock_gettime"
+        );
+        assert_eq!(without_version("memcpy@GLIBC_2.2.5"), "memcpy");
+        assert_eq!(without_version("malloc"), "malloc");
+        assert_eq!(without_version("@weird"), "@weird");
+    }
 
     #[test]
     fn offsets_map_through_the_segment_that_holds_them() {

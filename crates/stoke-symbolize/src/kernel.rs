@@ -7,6 +7,36 @@ use crate::UnknownReason;
 /// The kernel's symbol list.
 pub(crate) const KALLSYMS: &str = "/proc/kallsyms";
 
+/// The sysctl that hides kernel addresses from unprivileged readers.
+const KPTR_RESTRICT: &str = "/proc/sys/kernel/kptr_restrict";
+
+/// `kernel.kptr_restrict`, if readable.
+pub(crate) fn kptr_restrict() -> Option<u32> {
+    std::fs::read_to_string(KPTR_RESTRICT)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The warning given once when kernel frames cannot be named, with the
+/// setting in force and the remedy.
+pub(crate) fn hidden_message(kptr_restrict: Option<u32>) -> String {
+    let setting = match kptr_restrict {
+        Some(value) => format!("kernel.kptr_restrict={value}"),
+        None => "kernel.kptr_restrict".to_string(),
+    };
+    let remedy = if kptr_restrict == Some(2) {
+        "set kernel.kptr_restrict=1 and run as root, or set it to 0"
+    } else {
+        "run as root or set kernel.kptr_restrict=0"
+    };
+    format!(
+        "kernel symbols are hidden ({setting}: /proc/kallsyms shows no addresses); \
+         kernel frames read [unknown]: {remedy}"
+    )
+}
+
 /// An address further than this past the nearest kernel symbol is not
 /// attributed to it (kallsyms has no sizes).
 const MAX_DISTANCE: u64 = 1 << 20;
@@ -108,6 +138,18 @@ ffffffffc0000000 t ext4_foo\t[ext4]
         assert_eq!(syms.lookup(0xffffffffc0000010), Some("ext4_foo"));
         assert_eq!(syms.lookup(0x1000), None);
         assert_eq!(syms.lookup(0xffffffff90000000), None);
+    }
+
+    #[test]
+    fn the_hidden_message_names_the_setting_and_the_remedy() {
+        let one = hidden_message(Some(1));
+        assert!(one.contains("kernel.kptr_restrict=1"), "{one}");
+        assert!(
+            one.contains("run as root or set kernel.kptr_restrict=0"),
+            "{one}"
+        );
+        assert!(hidden_message(Some(2)).contains("set kernel.kptr_restrict=1 and run as root"));
+        assert!(hidden_message(None).contains("kernel.kptr_restrict"));
     }
 
     #[test]

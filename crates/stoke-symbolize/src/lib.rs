@@ -12,7 +12,9 @@
 //! - The vDSO is read from stoke's own memory ([`Symbolizer::symbolize_vdso`]):
 //!   the kernel maps one image into every process of an ABI.
 //! - Files the target names are opened through `/proc/PID/root` when a pid
-//!   is given, so processes in other mount namespaces resolve.
+//!   is given, so processes in other mount namespaces resolve; a caller that
+//!   holds the file open already (a binary deleted or replaced while it runs,
+//!   opened through `/proc/PID/map_files`) hands that handle instead.
 //! - Addresses are file offsets (`avma - mapping start + pgoff`); this crate
 //!   maps them to the ELF's own addresses with its `PT_LOAD` headers.
 //! - Debug info is used only when it provably belongs to the binary (same
@@ -36,6 +38,7 @@ mod sys;
 mod vdso;
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -63,6 +66,18 @@ pub struct SymbolizeOptions {
     /// 0.2 s and 30 MB to decompress) for detail few profiles need. DWARF
     /// inside a binary itself is always read.
     pub separate_debug_dwarf: bool,
+    /// The caller wants source lines (`func (file.c:42)`): reads the DWARF
+    /// of separate debug files too, as `separate_debug_dwarf` does. Lines
+    /// are reported in [`SymbolFrame`] whenever DWARF has them; this only
+    /// decides how much DWARF is read.
+    pub lines: bool,
+}
+
+impl SymbolizeOptions {
+    /// Whether the DWARF of separate debug files is read.
+    pub(crate) fn reads_separate_dwarf(&self) -> bool {
+        self.separate_debug_dwarf || self.lines
+    }
 }
 
 impl Default for SymbolizeOptions {
@@ -73,6 +88,7 @@ impl Default for SymbolizeOptions {
             inlines: true,
             debug_dirs: Vec::new(),
             separate_debug_dwarf: false,
+            lines: false,
         }
     }
 }
@@ -131,6 +147,11 @@ pub struct ModuleRequest<'a> {
     pub pid: Option<Pid>,
     /// The build-id the mapping had, when known, to check debug files.
     pub build_id: Option<&'a BuildId>,
+    /// The file already opened by the caller, read instead of `path`: for a
+    /// binary deleted or replaced while it runs, the handle from
+    /// `/proc/PID/map_files/START-END` (`path` still names it in messages
+    /// and locates its debug files).
+    pub file: Option<&'a File>,
 }
 
 /// What identifies one version of a file on disk.
@@ -172,6 +193,11 @@ impl Symbolizer {
             jit: HashMap::new(),
             warnings: Vec::new(),
         }
+    }
+
+    /// The options this symbolizer was made with.
+    pub fn options(&self) -> &SymbolizeOptions {
+        &self.options
     }
 
     /// Symbolizes file offsets in one module. Returns one result per address,
@@ -261,7 +287,13 @@ impl Symbolizer {
             .get_or_insert_with(|| KernelSymbols::load(Path::new(kernel::KALLSYMS)));
         let symbols = match symbols {
             Ok(symbols) => symbols,
-            Err(reason) => return vec![Symbolized::Unknown(reason.clone()); addresses.len()],
+            Err(reason) => {
+                let reason = reason.clone();
+                if reason == UnknownReason::KernelSymbolsHidden {
+                    self.warn(kernel::hidden_message(kernel::kptr_restrict()));
+                }
+                return vec![Symbolized::Unknown(reason); addresses.len()];
+            }
         };
         addresses
             .iter()
@@ -346,9 +378,11 @@ impl Symbolizer {
             return Ok(index);
         }
         let (opened, root) = resolve_path(request.path, request.pid);
-        let meta = std::fs::metadata(&opened).map_err(|e| {
-            UnknownReason::FileUnavailable(format!("{}: {e}", request.path.display()))
-        })?;
+        let meta = match request.file {
+            Some(file) => file.metadata(),
+            None => std::fs::metadata(&opened),
+        }
+        .map_err(|e| UnknownReason::FileUnavailable(format!("{}: {e}", request.path.display())))?;
         let id = FileId {
             dev: meta.dev(),
             inode: meta.ino(),
@@ -363,6 +397,7 @@ impl Symbolizer {
             target_path: request.path,
             root: root.as_deref(),
             build_id: request.build_id.map(|id| id.0.as_slice()),
+            file: request.file,
         };
         let mut loaded = Module::load(&source, &self.options);
         if let Ok(module) = &mut loaded {
@@ -446,6 +481,7 @@ mod tests {
             path: Path::new("/nonexistent/stoke-test-binary"),
             pid: None,
             build_id: None,
+            file: None,
         };
         let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x1000)]);
         assert!(matches!(
@@ -455,12 +491,42 @@ mod tests {
     }
 
     #[test]
+    fn hidden_kernel_symbols_give_one_warning_with_the_remedy() {
+        let dir = std::env::temp_dir().join(format!("stoke-kallsyms-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("kallsyms");
+        std::fs::write(
+            &fake,
+            "0000000000000000 T _text\n0000000000000000 t schedule\n",
+        )
+        .unwrap();
+        let mut s = Symbolizer::new(SymbolizeOptions::default());
+        s.kernel = Some(KernelSymbols::load(&fake));
+        std::fs::remove_dir_all(&dir).unwrap();
+        for _ in 0..2 {
+            let out = s.symbolize_kernel(&[0xffff_ffff_8100_0010]);
+            assert_eq!(
+                out,
+                [Symbolized::Unknown(UnknownReason::KernelSymbolsHidden)]
+            );
+        }
+        let warnings = s.warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("kernel symbols are hidden (kernel.kptr_restrict")
+                && warnings[0].contains("run as root"),
+            "{warnings:?}"
+        );
+    }
+
+    #[test]
     fn non_elf_files_are_bad_elf() {
         let mut s = Symbolizer::new(SymbolizeOptions::default());
         let request = ModuleRequest {
             path: Path::new("/proc/self/status"),
             pid: None,
             build_id: None,
+            file: None,
         };
         let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x10)]);
         assert!(matches!(

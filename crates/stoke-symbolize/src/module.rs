@@ -21,6 +21,8 @@ pub(crate) struct ModuleSource<'a> {
     pub(crate) root: Option<&'a Path>,
     /// The build-id the mapping reported.
     pub(crate) build_id: Option<&'a [u8]>,
+    /// The file, already opened by the caller (read instead of `opened_path`).
+    pub(crate) file: Option<&'a std::fs::File>,
 }
 
 /// A parsed module, ready for lookups.
@@ -41,7 +43,11 @@ impl Module {
         source: &ModuleSource<'_>,
         options: &SymbolizeOptions,
     ) -> Result<Module, UnknownReason> {
-        let binary = ElfImage::open(source.opened_path).map_err(|e| match e {
+        let opened = match source.file {
+            Some(file) => ElfImage::open_file(source.target_path, file),
+            None => ElfImage::open(source.opened_path),
+        };
+        let binary = opened.map_err(|e| match e {
             LoadError::Io { .. } => UnknownReason::FileUnavailable(e.to_string()),
             LoadError::Parse { .. } | LoadError::Dwarf { .. } | LoadError::NotElf(_) => {
                 UnknownReason::BadElf(e.to_string())
@@ -60,7 +66,7 @@ impl Module {
             search.find(&binary, build_id)
         };
         let dwarf_image = match &debug {
-            Some(image) => options.separate_debug_dwarf.then_some(image),
+            Some(image) => options.reads_separate_dwarf().then_some(image),
             None => binary.has_dwarf.then_some(&binary),
         };
         let mut warnings = Vec::new();
@@ -71,9 +77,14 @@ impl Module {
                 .ok()
         });
 
+        // MiniDebugInfo matters only when no real debug file was found.
+        let mini = match (&debug, binary.has_dwarf) {
+            (None, false) => binary.mini_debug_info(),
+            _ => None,
+        };
         let mut raw = binary.symbols(SymbolSource::Symtab);
-        if let Some(debug) = &debug {
-            raw.extend(debug.symbols(SymbolSource::Symtab));
+        for extra in [&debug, &mini].into_iter().flatten() {
+            raw.extend(extra.symbols(SymbolSource::Symtab));
         }
         raw.extend(binary.symbols(SymbolSource::Dynsym));
         let symbols = SymbolTable::build(raw);

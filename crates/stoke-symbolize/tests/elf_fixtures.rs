@@ -90,6 +90,7 @@ fn return_addresses_are_looked_up_inside_the_call() {
         path: &binary,
         pid: None,
         build_id: None,
+        file: None,
     };
     // One past the end of main, as a return address, is still main.
     let end = file_offset(&binary, main.address + main.size - 1) + 1;
@@ -147,6 +148,7 @@ fn pie_file_offsets_are_converted_to_addresses() {
         path: &binary,
         pid: None,
         build_id: None,
+        file: None,
     };
     let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(u64::MAX / 2)]);
     assert_eq!(out, vec![Symbolized::Unknown(UnknownReason::NoSymbol)]);
@@ -276,6 +278,7 @@ fn split_debug_info_is_found_by_build_id_in_debug_dirs() {
         path: &binary,
         pid: None,
         build_id: Some(&BuildId(vec![0xde, 0xad])),
+        file: None,
     };
     let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0)]);
     assert!(matches!(
@@ -345,7 +348,106 @@ fn stripped_static_functions_are_named_by_their_start() {
         path: &binary,
         pid: None,
         build_id: None,
+        file: None,
     };
     let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x10)]);
     assert_eq!(out, vec![Symbolized::Unknown(UnknownReason::NoSymbol)]);
+}
+
+#[test]
+fn gnu_style_zdebug_sections_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = compile(dir.path(), "zdebug", &["-g"]);
+    let b = binary.to_str().unwrap();
+    run("objcopy", &["--compress-debug-sections=zlib-gnu", b]);
+    let bytes = std::fs::read(&binary).unwrap();
+    let names: Vec<String> = {
+        use object::{Object, ObjectSection};
+        let obj = object::File::parse(&*bytes).unwrap();
+        obj.sections()
+            .filter_map(|s| s.name().ok().map(str::to_string))
+            .collect()
+    };
+    assert!(
+        names.iter().any(|n| n == ".zdebug_info"),
+        "objcopy made no .zdebug_info: {names:?}"
+    );
+    assert_inline_chain(&binary);
+}
+
+#[test]
+fn mini_debug_info_names_static_functions_of_a_stripped_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = compile(dir.path(), "mini", &["-g"]);
+    let local_helper = function(&binary, "local_helper");
+    let (b, mini) = (binary.to_str().unwrap(), dir.path().join("mini.symbols"));
+    let m = mini.to_str().unwrap();
+    // As Fedora builds them: the symbol table alone, xz-compressed, added
+    // to the stripped binary as .gnu_debugdata.
+    run("objcopy", &["--only-keep-debug", b, m]);
+    run(
+        "objcopy",
+        &["--strip-debug", "--remove-section=.comment", m],
+    );
+    run("xz", &["-k", "-f", m]);
+    run("strip", &["--strip-all", b]);
+    run(
+        "objcopy",
+        &[&format!("--add-section=.gnu_debugdata={m}.xz"), b],
+    );
+    let out = symbolize_at(&mut symbolizer(), &binary, &[local_helper.address + 3]);
+    assert_eq!(outer_name(&out[0]), Some("local_helper"), "{out:?}");
+}
+
+#[test]
+fn debuglink_under_a_debug_dir_mirrors_the_binary_path() {
+    // /usr/lib/debug/<folder of the binary>/<debuglink name>, here with a
+    // --debug-dir standing in for /usr/lib/debug.
+    let dir = tempfile::tempdir().unwrap();
+    let binary = compile(dir.path(), "mirrored", &["-g"]);
+    let mirror = dir
+        .path()
+        .join("dbg")
+        .join(dir.path().strip_prefix("/").unwrap());
+    std::fs::create_dir_all(&mirror).unwrap();
+    let debug = dir.path().join("mirrored.debug");
+    split(&binary, &debug, true);
+    std::fs::rename(&debug, mirror.join("mirrored.debug")).unwrap();
+
+    let f = function(&binary, "hash_loop");
+    let mut s = Symbolizer::new(SymbolizeOptions {
+        debug_dirs: vec![dir.path().join("dbg")],
+        lines: true,
+        ..SymbolizeOptions::default()
+    });
+    let results = symbolize_at(&mut s, &binary, &body(f));
+    assert!(!inlined_results(&results).is_empty(), "{results:?}");
+}
+
+#[test]
+fn a_deleted_binary_is_read_through_the_callers_handle() {
+    let dir = tempfile::tempdir().unwrap();
+    let binary = compile(dir.path(), "deleted", &["-g"]);
+    let f = function(&binary, "hash_loop");
+    let offset = file_offset(&binary, f.address + 3);
+    let handle = std::fs::File::open(&binary).unwrap();
+    std::fs::remove_file(&binary).unwrap();
+    let mut s = symbolizer();
+    let address = [FrameAddress::InstructionPointer(offset)];
+    let by_path = ModuleRequest {
+        path: &binary,
+        pid: None,
+        build_id: None,
+        file: None,
+    };
+    assert!(matches!(
+        &s.symbolize_module(&by_path, &address)[0],
+        Symbolized::Unknown(UnknownReason::FileUnavailable(_))
+    ));
+    let by_handle = ModuleRequest {
+        file: Some(&handle),
+        ..by_path
+    };
+    let out = s.symbolize_module(&by_handle, &address);
+    assert_eq!(outer_name(&out[0]), Some("hash_loop"), "{out:?}");
 }

@@ -37,6 +37,7 @@ fn malloc_in_libc_is_named() {
             path: libc,
             pid,
             build_id: None,
+            file: None,
         };
         let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(offset)]);
         let name = outer_name(&out[0]).unwrap_or_else(|| panic!("{out:?}"));
@@ -189,6 +190,7 @@ fn a_thousand_addresses_in_libc_and_a_binary() {
             path: libc,
             pid: None,
             build_id: None,
+            file: None,
         },
         &libc_addresses,
     );
@@ -197,6 +199,7 @@ fn a_thousand_addresses_in_libc_and_a_binary() {
             path: &binary,
             pid: None,
             build_id: None,
+            file: None,
         },
         &binary_addresses,
     );
@@ -242,6 +245,7 @@ fn this_test_binary_symbolizes_its_own_rust_functions() {
         path: &path,
         pid: Some(Pid(std::process::id())),
         build_id: None,
+        file: None,
     };
     let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(offset + 1)]);
     let Symbolized::Found(frames) = &out[0] else {
@@ -296,6 +300,7 @@ fn stripped_liblzma_static_functions_merge_by_fde() {
         path: lzma,
         pid: None,
         build_id: None,
+        file: None,
     };
     for pair in statics.windows(2).take(50) {
         let [(a, a_end), (b, _)] = [pair[0], pair[1]];

@@ -9,4 +9,7 @@
 pub(crate) mod perf;
 pub(crate) mod poll;
 pub(crate) mod process;
+pub(crate) mod ptrace;
 pub(crate) mod ring;
+pub(crate) mod time;
+pub(crate) mod vm;

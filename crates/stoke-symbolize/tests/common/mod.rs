@@ -108,6 +108,7 @@ pub fn symbolize_at(
         path: binary,
         pid: None,
         build_id: None,
+        file: None,
     };
     symbolizer.symbolize_module(&request, &offsets)
 }

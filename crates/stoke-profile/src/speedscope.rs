@@ -1,0 +1,193 @@
+//! speedscope's JSON file format, "sampled" profiles
+//! (<https://www.speedscope.app/file-format-schema.json>).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io;
+
+use crate::{FrameId, FrameKind, Profile, Thread, ThreadId};
+
+/// A thread's stacks (frames root first) and their counts.
+type ThreadStacks = Vec<(Vec<FrameId>, u64)>;
+
+/// Options of the speedscope writer.
+#[derive(Clone, Debug, Default)]
+pub struct SpeedscopeOptions {
+    /// The file's name shown by speedscope (default: the profile's command,
+    /// or `stoke`).
+    pub title: Option<String>,
+}
+
+/// Appends `text` as a JSON string. Besides what JSON requires, `<`, `>`
+/// and `&` are written as `\u00XX`, so the text stays inert if the file is
+/// ever embedded in HTML.
+fn push_json_string(out: &mut String, text: &str) {
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || matches!(c, '<' | '>' | '&') => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// The name of a thread's profile: `process (thread-tid)`, or as much of it
+/// as is known, or `all samples` for a thread of which nothing is known.
+fn profile_name(thread: &Thread) -> String {
+    let label = match (&thread.thread_name, thread.tid) {
+        (Some(name), 0) => Some(name.clone()),
+        (Some(name), tid) => Some(format!("{name}-{tid}")),
+        (None, 0) => None,
+        (None, tid) => Some(format!("tid {tid}")),
+    };
+    match (&thread.process_name, label) {
+        (Some(p), Some(l)) => format!("{p} ({l})"),
+        (Some(p), None) => p.clone(),
+        (None, Some(l)) => l,
+        (None, None) => "all samples".to_owned(),
+    }
+}
+
+/// Writes speedscope's sampled format: one profile per thread (named
+/// `process (thread-tid)`), its samples as stacks of indexes into shared
+/// frames (root first) with weights.
+///
+/// Weights are nanoseconds (samples × [`crate::Metadata::period_ns`]) when
+/// the frequency is known, else sample counts (unit `none`). Frames carry
+/// their source file and line when known; kernel frames are named
+/// `name_[k]`, JIT frames `name_[j]`, as in folded stacks. Threads are
+/// ordered by pid, tid and names, a thread's stacks by their frame names,
+/// and frames by first use, so the same profile gives the same bytes
+/// whatever its ids.
+///
+/// # Errors
+/// When writing to `out` fails.
+pub fn write_speedscope(
+    profile: &Profile,
+    options: &SpeedscopeOptions,
+    out: &mut dyn io::Write,
+) -> io::Result<()> {
+    let names: Vec<String> = profile
+        .frames()
+        .map(|(_, f)| match f.kind {
+            FrameKind::Kernel => format!("{}_[k]", f.name),
+            FrameKind::Jit => format!("{}_[j]", f.name),
+            _ => f.name.clone(),
+        })
+        .collect();
+    let mut per_thread: HashMap<ThreadId, ThreadStacks> = HashMap::new();
+    for (thread, stack, count) in profile.samples() {
+        per_thread
+            .entry(thread)
+            .or_default()
+            .push((profile.stack_frames(stack), count));
+    }
+    let mut threads: Vec<(&Thread, ThreadStacks)> = per_thread
+        .into_iter()
+        .map(|(id, stacks)| (profile.thread(id), stacks))
+        .collect();
+    threads.sort_by(|a, b| {
+        let key = |t: &Thread| (t.pid, t.tid, t.process_name.clone(), t.thread_name.clone());
+        key(a.0).cmp(&key(b.0))
+    });
+    let period = profile.meta.period_ns();
+    let mut frame_index: HashMap<FrameId, usize> = HashMap::new();
+    let mut frame_order: Vec<FrameId> = Vec::new();
+    let mut profiles = String::new();
+    for (i, (thread, mut stacks)) in threads.into_iter().enumerate() {
+        stacks.sort_by(|a, b| {
+            let path = |s: &[FrameId]| {
+                s.iter()
+                    .map(|f| names[f.0 as usize].as_str())
+                    .collect::<Vec<_>>()
+            };
+            path(&a.0).cmp(&path(&b.0))
+        });
+        let mut samples = String::new();
+        let mut weights = String::new();
+        let mut total: u64 = 0;
+        for (j, (frames, count)) in stacks.iter().enumerate() {
+            if j > 0 {
+                samples.push(',');
+                weights.push(',');
+            }
+            samples.push('[');
+            for (k, frame) in frames.iter().enumerate() {
+                let index = *frame_index.entry(*frame).or_insert_with(|| {
+                    frame_order.push(*frame);
+                    frame_order.len() - 1
+                });
+                if k > 0 {
+                    samples.push(',');
+                }
+                let _ = write!(samples, "{index}");
+            }
+            samples.push(']');
+            let weight = count.saturating_mul(period.unwrap_or(1));
+            total = total.saturating_add(weight);
+            let _ = write!(weights, "{weight}");
+        }
+        if i > 0 {
+            profiles.push(',');
+        }
+        profiles.push_str("\n{\"type\":\"sampled\",\"name\":");
+        push_json_string(&mut profiles, &profile_name(thread));
+        let unit = if period.is_some() {
+            "nanoseconds"
+        } else {
+            "none"
+        };
+        let _ = write!(
+            profiles,
+            ",\"unit\":\"{unit}\",\"startValue\":0,\"endValue\":{total},\"samples\":[{samples}],\"weights\":[{weights}]}}"
+        );
+    }
+    let mut json = String::from(
+        "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\"exporter\":\"stoke\",\"name\":",
+    );
+    let title = match &options.title {
+        Some(t) => t.as_str(),
+        None if profile.meta.command.is_empty() => "stoke",
+        None => profile.meta.command.as_str(),
+    };
+    push_json_string(&mut json, title);
+    json.push_str(",\"activeProfileIndex\":0,\"shared\":{\"frames\":[");
+    for (i, id) in frame_order.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str("\n{\"name\":");
+        push_json_string(&mut json, &names[id.0 as usize]);
+        if let Some((file, line)) = &profile.frame(*id).location {
+            json.push_str(",\"file\":");
+            push_json_string(&mut json, file);
+            let _ = write!(json, ",\"line\":{line}");
+        }
+        json.push('}');
+    }
+    json.push_str("]},\"profiles\":[");
+    json.push_str(&profiles);
+    json.push_str("]}\n");
+    out.write_all(json.as_bytes())?;
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_strings_are_escaped() {
+        let mut out = String::new();
+        push_json_string(&mut out, "a\"b\\c\n<&>\u{1}é");
+        assert_eq!(out, r#""a\"b\\c\n\u003c\u0026\u003e\u0001é""#);
+    }
+}

@@ -1,0 +1,135 @@
+//! Choosing between the perf and ptrace samplers.
+
+use stoke_model::Pid;
+
+use crate::{
+    Child, CommandSpec, PerfSampler, PtraceSampler, SampleError, SampleMode, Sampler,
+    SamplerOptions,
+};
+
+/// Which sampler records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// perf events, falling back to ptrace where perf events are forbidden
+    /// (and ptrace for wall-clock mode).
+    #[default]
+    Auto,
+    /// perf events only.
+    Perf,
+    /// ptrace only.
+    Ptrace,
+}
+
+/// A started sampler, the launched command if any, and why ptrace is used
+/// when perf events were wanted.
+pub struct Started {
+    /// The sampler.
+    pub sampler: Box<dyn Sampler>,
+    /// The launched command.
+    pub child: Option<Child>,
+    /// Set when `Auto` fell back to ptrace: why perf events were refused.
+    pub fallback: Option<String>,
+}
+
+/// Whether a perf error means "perf events are forbidden here": a
+/// permission refusal, or `ENOSYS` from a seccomp filter.
+fn forbids_perf(err: &SampleError) -> bool {
+    match err {
+        SampleError::PermissionDenied { .. } => true,
+        SampleError::Sys { call, source } => {
+            call.starts_with("perf_event_open") && source.raw_os_error() == Some(libc::ENOSYS)
+        }
+        _ => false,
+    }
+}
+
+/// Whether stoke runs under a seccomp filter (`Seccomp: 2` in its status).
+fn under_seccomp_filter() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.strip_prefix("Seccomp:").is_some_and(|v| v.trim() == "2"))
+    })
+}
+
+/// Why perf events are not used, in a few words.
+fn reason(err: &SampleError) -> String {
+    let source = match err {
+        SampleError::Sys { source, .. } | SampleError::PermissionDenied { source, .. } => source,
+        other => return other.to_string(),
+    };
+    if under_seccomp_filter() {
+        format!("perf_event_open: {source}, under a seccomp filter (a container?)")
+    } else {
+        err.to_string()
+    }
+}
+
+fn wall_needs_ptrace() -> SampleError {
+    SampleError::Unsupported(
+        "wall-clock mode samples blocked threads, which perf events cannot: \
+         use --backend ptrace or auto"
+            .to_string(),
+    )
+}
+
+/// Attaches to `pid` with the chosen backend.
+pub fn attach(
+    backend: Backend,
+    pid: Pid,
+    options: &SamplerOptions,
+) -> Result<Started, SampleError> {
+    start(
+        backend,
+        options,
+        || Ok((Box::new(PerfSampler::attach(pid, options)?), None)),
+        || Ok((Box::new(PtraceSampler::attach(pid, options)?), None)),
+    )
+}
+
+/// Launches `command` with the chosen backend.
+pub fn launch(
+    backend: Backend,
+    command: &CommandSpec,
+    options: &SamplerOptions,
+) -> Result<Started, SampleError> {
+    start(
+        backend,
+        options,
+        || {
+            let (sampler, child) = PerfSampler::launch(command, options)?;
+            Ok((Box::new(sampler), Some(child)))
+        },
+        || {
+            let (sampler, child) = PtraceSampler::launch(command, options)?;
+            Ok((Box::new(sampler), Some(child)))
+        },
+    )
+}
+
+type Opened = (Box<dyn Sampler>, Option<Child>);
+
+fn start(
+    backend: Backend,
+    options: &SamplerOptions,
+    perf: impl FnOnce() -> Result<Opened, SampleError>,
+    ptrace: impl FnOnce() -> Result<Opened, SampleError>,
+) -> Result<Started, SampleError> {
+    let started = |(sampler, child): Opened, fallback| Started {
+        sampler,
+        child,
+        fallback,
+    };
+    let wall = options.mode == SampleMode::Wall;
+    match backend {
+        Backend::Perf if wall => Err(wall_needs_ptrace()),
+        Backend::Perf => Ok(started(perf()?, None)),
+        Backend::Ptrace => Ok(started(ptrace()?, None)),
+        Backend::Auto if wall => Ok(started(ptrace()?, None)),
+        Backend::Auto => match perf() {
+            Ok(opened) => Ok(started(opened, None)),
+            Err(err) if forbids_perf(&err) => Ok(started(ptrace()?, Some(reason(&err)))),
+            Err(err) => Err(err),
+        },
+    }
+}

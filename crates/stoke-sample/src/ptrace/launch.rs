@@ -1,0 +1,156 @@
+//! Starting a command, or attaching to a process, under ptrace.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::{Arc, OnceLock};
+
+use stoke_model::{Pid, Tid};
+
+use super::sampler::PtraceSampler;
+use super::tracer::Tracer;
+use crate::perf::sampler::thread_names;
+use crate::sys::process::{self, HoldPipes, GO_BYTE};
+use crate::sys::ptrace as sys;
+use crate::target::HeldChild;
+use crate::{procfs, Child, CommandSpec, SampleError, SamplerOptions};
+
+/// Re-scans of the task list at most while seizing threads.
+const MAX_SCANS: usize = 32;
+
+fn sys_error(call: &str) -> impl FnOnce(io::Error) -> SampleError + '_ {
+    move |source| SampleError::Sys {
+        call: call.to_string(),
+        source,
+    }
+}
+
+/// `/proc/sys/kernel/yama/ptrace_scope`, if there is one.
+fn ptrace_scope() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok()?;
+    Some(text.trim().to_string())
+}
+
+/// The error for a refused `PTRACE_SEIZE` of `pid`.
+pub(crate) fn seize_error(pid: Pid, source: io::Error) -> SampleError {
+    match source.raw_os_error() {
+        Some(libc::ESRCH) => SampleError::NoSuchProcess(pid),
+        Some(libc::EPERM | libc::EACCES) => {
+            let scope = ptrace_scope()
+                .map(|s| format!(" (kernel.yama.ptrace_scope is {s})"))
+                .unwrap_or_default();
+            SampleError::PermissionDenied {
+                message: format!(
+                    "cannot trace pid {pid}: ptrace not permitted{scope}; run stoke as the \
+                     process's user with `sysctl kernel.yama.ptrace_scope=0`, as root, or \
+                     with CAP_SYS_PTRACE (is another debugger attached?)"
+                ),
+                source,
+            }
+        }
+        _ => SampleError::Sys {
+            call: format!("PTRACE_SEIZE({pid})"),
+            source,
+        },
+    }
+}
+
+/// See [`PtraceSampler::attach`].
+pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PtraceSampler, SampleError> {
+    if pid.0 == 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return Err(SampleError::NoSuchProcess(pid));
+    }
+    let mut sampler = PtraceSampler::new(Tracer::new(pid, None), pid, options);
+    let tracer = sampler.tracer_mut();
+    let mut seen = HashSet::new();
+    for _ in 0..MAX_SCANS {
+        let new: Vec<Tid> = procfs::threads(pid)?
+            .into_iter()
+            .filter(|tid| seen.insert(*tid))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for tid in new {
+            match tracer.seize(pid, tid) {
+                Ok(()) => {}
+                // The thread exited between the listing and the seize.
+                Err(err) if err.raw_os_error() == Some(libc::ESRCH) && tid.0 != pid.0 => {}
+                Err(err) => return Err(seize_error(pid, err)),
+            }
+        }
+    }
+    let tids: Vec<Tid> = tracer.threads.keys().copied().collect();
+    tracer.events.extend(thread_names(pid, &tids));
+    tracer.push_mappings(pid);
+    tracer.started = true;
+    Ok(sampler)
+}
+
+/// See [`PtraceSampler::launch`].
+pub(crate) fn launch(
+    command: &CommandSpec,
+    options: &SamplerOptions,
+) -> Result<(PtraceSampler, Child), SampleError> {
+    let path = command.resolve()?;
+    let plan = command.exec_plan(&path)?;
+    let (go_read, go_write) = process::pipe().map_err(sys_error("pipe"))?;
+    let (err_read, err_write) = process::pipe().map_err(sys_error("pipe"))?;
+    let pipes = HoldPipes {
+        go_read: &go_read,
+        go_write: &go_write,
+        err_write: &err_write,
+    };
+    let held = HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error("fork"))?);
+    drop((go_read, err_write));
+    let pid = Pid(held.pid() as u32);
+    let reaped = Arc::new(OnceLock::new());
+    let mut sampler = PtraceSampler::new(Tracer::new(pid, Some(Arc::clone(&reaped))), pid, options);
+    sampler
+        .tracer_mut()
+        .seize(pid, Tid(pid.0))
+        .map_err(|err| seize_error(pid, err))?;
+    let child_fd = process::pidfd_open(held.pid()).map_err(sys_error("pidfd_open"))?;
+
+    File::from(go_write)
+        .write_all(&[GO_BYTE])
+        .map_err(sys_error("releasing the launched command"))?;
+    let mut errno = Vec::new();
+    File::from(err_read)
+        .read_to_end(&mut errno)
+        .map_err(sys_error("reading the exec status pipe"))?;
+    if let Ok(bytes) = <[u8; 4]>::try_from(errno.as_slice()) {
+        // The child exits at once; the tracer lets go of it first.
+        drop(sampler);
+        held.reap();
+        let source = io::Error::from_raw_os_error(i32::from_ne_bytes(bytes));
+        return Err(match source.raw_os_error() {
+            Some(libc::ENOENT) => {
+                SampleError::CommandNotFound(command.program.to_string_lossy().into_owned())
+            }
+            _ => SampleError::Exec {
+                command: command.display(),
+                source,
+            },
+        });
+    }
+    let pid = held.release();
+    // The exec stop comes next: handle it now, so that the program runs on
+    // at once and its mappings are known before the first sample.
+    let tracer = sampler.tracer_mut();
+    while !tracer.started && !tracer.root_exited {
+        match sys::wait(pid.0 as libc::pid_t, false) {
+            Ok(Some((_, status))) => {
+                tracer.handle(Tid(pid.0), status);
+            }
+            Ok(None) => {}
+            Err(source) => {
+                return Err(SampleError::Sys {
+                    call: format!("waiting for {pid} to exec"),
+                    source,
+                })
+            }
+        }
+    }
+    Ok((sampler, Child::new(pid, Some(child_fd)).with_reaped(reaped)))
+}

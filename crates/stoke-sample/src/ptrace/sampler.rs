@@ -1,0 +1,319 @@
+//! The ptrace sampler: rounds of one-thread-at-a-time interrupts.
+//!
+//! Sampling goes in rounds of `1/F` seconds. At the start of a round every
+//! traced thread's state is read from `/proc/PID/task/TID/stat` (through a
+//! descriptor kept open); the eligible ones (running, in CPU mode; all but
+//! stopped ones, in wall mode) are then sampled one after the other, spread
+//! evenly over the round. So `-F` means samples per second *per thread*
+//! (on a CPU, in CPU mode), as with perf: a process with 4 busy threads at
+//! 999 Hz gets about 4,000 samples a second in either backend. `R` in `stat`
+//! also means "waiting for a CPU", so in CPU mode a round samples at most as
+//! many runnable threads as there are CPUs, taking them in turn: 16 busy
+//! threads on 2 CPUs get 2 × F samples a second, as from perf.
+//!
+//! Between ticks the sampler sleeps at most [`MAX_NAP`], looking at the
+//! threads' pending stops (new threads, execs, signals to deliver) each
+//! time it wakes, so a signal-delivery stop lasts at most that long.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use stoke_model::{Pid, Tid};
+
+use super::capture::{capture, Capture};
+use super::tracer::{Interrupt, Tracer};
+use crate::sys::time;
+use crate::{Event, PollOutcome, SampleError, SampleMode, Sampler, SamplerOptions};
+
+/// The longest sleep between looks at pending stops.
+pub(crate) const MAX_NAP: Duration = Duration::from_millis(2);
+/// The longest sleep while an interrupted thread has yet to stop.
+const PENDING_NAP: Duration = Duration::from_micros(100);
+/// How long a `poll` without timeout runs.
+const DEFAULT_POLL: Duration = Duration::from_millis(200);
+
+/// The ptrace sampler.
+///
+/// Built by [`PtraceSampler::attach`] or [`PtraceSampler::launch`]; see
+/// [`Sampler`] for how to drive it. Samples are taken inside
+/// [`Sampler::poll`], so poll it continuously while recording.
+#[derive(Debug)]
+pub struct PtraceSampler {
+    tracer: Tracer,
+    target: Pid,
+    mode: SampleMode,
+    frequency: u32,
+    capture: Capture,
+    /// Threads still to sample in this round.
+    round: VecDeque<Tid>,
+    round_start: Option<Instant>,
+    /// This round's length (the period, jittered).
+    round_length: Duration,
+    /// The jitter generator's state (never 0).
+    jitter: u64,
+    next_tick: Instant,
+    interval: Duration,
+    finished: bool,
+    /// Interrupts that got no stop in time (the thread stayed in the kernel).
+    missed: u64,
+    /// CPUs stoke and the target may use: the most threads on a CPU at once.
+    cpus: usize,
+    /// Where the next CPU-mode round starts in the list of runnable threads.
+    rotation: usize,
+}
+
+impl PtraceSampler {
+    /// A sampler over a tracer whose threads are seized.
+    pub(crate) fn new(tracer: Tracer, target: Pid, options: &SamplerOptions) -> PtraceSampler {
+        let frequency = options.frequency.max(1);
+        PtraceSampler {
+            tracer,
+            target,
+            mode: options.mode,
+            frequency,
+            capture: Capture {
+                stack: options.stack,
+                period: 1_000_000_000 / u64::from(frequency),
+            },
+            round: VecDeque::new(),
+            round_start: None,
+            round_length: Duration::from_nanos(1_000_000_000 / u64::from(frequency)),
+            jitter: time::monotonic_ns() | 1,
+            next_tick: Instant::now(),
+            interval: Duration::ZERO,
+            finished: false,
+            missed: 0,
+            cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            rotation: 0,
+        }
+    }
+
+    /// The tracer (for setup).
+    pub(crate) fn tracer_mut(&mut self) -> &mut Tracer {
+        &mut self.tracer
+    }
+
+    /// Samples lost: interrupts that got no stop within the timeout.
+    pub fn lost(&self) -> u64 {
+        self.missed
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_nanos(self.capture.period)
+    }
+
+    /// A round's length: the period, jittered uniformly by ±50 % so that
+    /// sampling never locks into step with a program that does something
+    /// every period (perf's CPU-time clock has no such fixed phase either).
+    fn jittered_period(&mut self) -> Duration {
+        // xorshift64: cheap, and its quality is plenty for jitter.
+        let mut x = self.jitter;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.jitter = x;
+        let fraction = (x >> 11) as f64 / (1u64 << 53) as f64;
+        self.period().mul_f64(0.5 + fraction)
+    }
+
+    fn emit(&mut self, sink: &mut dyn FnMut(Event)) {
+        for event in self.tracer.events.drain(..) {
+            sink(event);
+        }
+    }
+
+    /// Starts a round: reads every thread's state and queues the eligible.
+    fn start_round(&mut self, now: Instant) {
+        self.round_start = Some(now);
+        let wall = self.mode == SampleMode::Wall;
+        for (&tid, thread) in &mut self.tracer.threads {
+            let Some(stat) = thread.stat.read() else {
+                continue;
+            };
+            if thread.comm.as_deref() != Some(stat.comm.as_str()) {
+                thread.comm = Some(stat.comm.clone());
+                self.tracer.events.push(Event::Comm {
+                    pid: thread.pid,
+                    tid,
+                    name: stat.comm.clone(),
+                    exec: false,
+                });
+            }
+            let eligible = if wall {
+                !stat.stopped_or_dead() && !thread.group_stopped
+            } else {
+                stat.running()
+            };
+            if eligible {
+                self.round.push_back(tid);
+            }
+        }
+        if !wall && self.round.len() > self.cpus {
+            // More runnable threads than CPUs: at most `cpus` of them are on
+            // one at any moment, so sampling `cpus` per round (in turn)
+            // gives what perf would: F samples per second per busy CPU.
+            let start = self.rotation % self.round.len();
+            self.round.rotate_left(start);
+            self.round.truncate(self.cpus);
+            self.rotation = self.rotation.wrapping_add(self.cpus);
+        }
+        let n = self.round.len().max(1) as u32;
+        self.round_length = self.jittered_period();
+        self.interval = self.round_length / n;
+        self.next_tick = now;
+    }
+
+    /// One tick: starts a round if one is due, else samples the next thread.
+    fn tick(&mut self, now: Instant) {
+        if self.round.is_empty() {
+            let due = self.round_start.map_or(now, |s| s + self.round_length);
+            if now < due {
+                self.next_tick = due;
+                return;
+            }
+            self.start_round(now);
+            if self.round.is_empty() {
+                self.next_tick = now + self.round_length;
+                return;
+            }
+        }
+        if let Some(tid) = self.round.pop_front() {
+            self.sample(tid);
+        }
+        // Late ticks are not caught up in a burst.
+        self.next_tick = (self.next_tick + self.interval).max(now);
+        if self.round.is_empty() {
+            if let Some(start) = self.round_start {
+                self.next_tick = self.next_tick.max(start + self.round_length);
+            }
+        }
+    }
+
+    /// Interrupts one thread; once it is stopped, [`Self::take`] samples it.
+    fn sample(&mut self, tid: Tid) {
+        let wall = self.mode == SampleMode::Wall;
+        let Some(thread) = self.tracer.threads.get_mut(&tid) else {
+            return;
+        };
+        if thread.request.is_some() {
+            // Still waiting for the stop of an earlier interrupt.
+            self.missed += 1;
+            return;
+        }
+        // Looked at again: the round started up to 1/F ago.
+        let Some(stat) = thread.stat.read() else {
+            return;
+        };
+        let eligible = if wall {
+            !stat.stopped_or_dead() && !thread.group_stopped
+        } else {
+            stat.running()
+        };
+        if !eligible {
+            return;
+        }
+        thread.request = Some((stat.cpu, wall.then_some(!stat.running())));
+        match self.tracer.interrupt(tid) {
+            Interrupt::Stopped => self.take(tid),
+            Interrupt::Pending => {}
+            Interrupt::Failed => {
+                if let Some(thread) = self.tracer.threads.get_mut(&tid) {
+                    thread.request = None;
+                }
+            }
+        }
+    }
+
+    /// Copies the registers and stack of a thread stopped for stoke, and
+    /// resumes it.
+    fn take(&mut self, tid: Tid) {
+        let Some(thread) = self.tracer.threads.get_mut(&tid) else {
+            return;
+        };
+        let pid = thread.pid;
+        let (cpu, blocked) = thread.request.take().unwrap_or((0, None));
+        let mut last_syscall = thread.last_syscall;
+        let sample = capture(pid, tid, cpu, blocked, &mut last_syscall, &self.capture);
+        self.tracer.resume(tid);
+        if let Some(thread) = self.tracer.threads.get_mut(&tid) {
+            thread.last_syscall = last_syscall;
+        }
+        if let Some(sample) = sample {
+            self.tracer.events.push(Event::Sample(sample));
+        }
+    }
+
+    /// Handles pending stops, sampling threads whose interrupt came late.
+    fn handle_pending(&mut self) {
+        for tid in self.tracer.handle_pending() {
+            self.take(tid);
+        }
+    }
+}
+
+impl Sampler for PtraceSampler {
+    fn poll(
+        &mut self,
+        timeout: Option<Duration>,
+        sink: &mut dyn FnMut(Event),
+    ) -> Result<PollOutcome, SampleError> {
+        let deadline = Instant::now() + timeout.unwrap_or(DEFAULT_POLL);
+        loop {
+            self.handle_pending();
+            self.emit(sink);
+            if self.tracer.root_exited || self.tracer.threads.is_empty() {
+                return Ok(PollOutcome {
+                    target_exited: true,
+                });
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(PollOutcome::default());
+            }
+            if self.tracer.started && !self.finished && now >= self.next_tick {
+                self.tick(now);
+                self.emit(sink);
+                continue;
+            }
+            // A thread stopped late for an interrupt waits for stoke's
+            // next look: look often while one is due.
+            let nap_limit = if self.tracer.interrupts_pending() {
+                PENDING_NAP
+            } else {
+                MAX_NAP
+            };
+            let wake = self.next_tick.min(deadline).min(now + nap_limit);
+            let nap = wake.saturating_duration_since(now);
+            let interrupted = time::nap(nap).map_err(|source| SampleError::Sys {
+                call: "nanosleep".to_string(),
+                source,
+            })?;
+            if interrupted {
+                return Ok(PollOutcome::default());
+            }
+        }
+    }
+
+    fn finish(&mut self, sink: &mut dyn FnMut(Event)) -> Result<(), SampleError> {
+        self.finished = true;
+        self.handle_pending();
+        self.tracer.detach_all();
+        self.emit(sink);
+        Ok(())
+    }
+
+    fn description(&self) -> String {
+        let (mode, whom) = match self.mode {
+            SampleMode::Cpu => ("cpu", "per running thread"),
+            SampleMode::Wall => ("wall", "per thread, running or blocked"),
+        };
+        format!(
+            "ptrace ({mode}) at {} Hz {whom} (one thread interrupted at a time)",
+            self.frequency
+        )
+    }
+
+    fn target(&self) -> Pid {
+        self.target
+    }
+}

@@ -1,0 +1,39 @@
+//! Clocks and sleeping that a signal can cut short.
+
+use std::io;
+use std::time::Duration;
+
+/// `CLOCK_MONOTONIC` in nanoseconds (the clock perf samples are stamped with
+/// by default, so ptrace samples sort the same way).
+pub(crate) fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a live local for the kernel to fill; CLOCK_MONOTONIC
+    // always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Sleeps for `duration`; returns early with `Ok(true)` when a signal
+/// handler runs, unlike `std::thread::sleep`, so callers can check flags.
+pub(crate) fn nap(duration: Duration) -> io::Result<bool> {
+    let ts = libc::timespec {
+        tv_sec: duration.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: duration.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `ts` is a valid timespec; the remaining time is not wanted
+    // (null is allowed).
+    let ret = unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+        return Ok(true);
+    }
+    Ok(false)
+}

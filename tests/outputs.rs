@@ -1,0 +1,355 @@
+//! End-to-end tests of the output formats and of `report`, `convert` and
+//! `diff` on fixture recordings.
+//!
+//! The diff gate is checked with the statistics it documents (docs/diff.md):
+//! two recordings of the same fixture differ only by sampling noise (a few
+//! tenths of a point with ~2,500 samples), far under the 5-point limit and
+//! inside the 99.9 % bound; the `-DHOT_WEIGHT=6` variant moves `hot` from
+//! 75 % to 86 % of samples, +11 points, about 8σ.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+
+use common::{
+    assert_stoke_error, c_fixture, c_fixture_with_flags, run, stoke, stoke_record, Build, Folded,
+    Outcome, HZ,
+};
+use stoke_profile::pprof::decode;
+
+/// A recording of `cpu_split` into several formats at once.
+struct Recorded {
+    dir: tempfile::TempDir,
+}
+
+impl Recorded {
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Records `program` (named `cpu_split`) into out.folded, out.pb.gz,
+/// out.speedscope.json and out.svg.
+fn record_all(program: &Path, extra: &[&str]) -> Recorded {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = stoke_record(dir.path());
+    cmd.args(["-F", HZ]);
+    for name in ["out.folded", "out.pb.gz", "out.speedscope.json", "out.svg"] {
+        cmd.arg("-o").arg(dir.path().join(name));
+    }
+    cmd.args(extra).arg("--").arg(program);
+    run(&mut cmd).assert_success();
+    Recorded { dir }
+}
+
+fn split() -> &'static Recorded {
+    static R: OnceLock<Recorded> = OnceLock::new();
+    R.get_or_init(|| {
+        record_all(
+            &c_fixture("cpu_split", Build::FramePointers),
+            &["--per-thread"],
+        )
+    })
+}
+
+/// The `-DHOT_WEIGHT=6` variant, copied to a file named `cpu_split` so its
+/// process (root frame) has the same name as the original's.
+fn hot_variant() -> (tempfile::TempDir, PathBuf) {
+    let built = c_fixture_with_flags(
+        "cpu_split",
+        Build::FramePointers,
+        "cpu_split_hot6",
+        &["-DHOT_WEIGHT=6"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("cpu_split");
+    std::fs::copy(built, &copy).unwrap();
+    (dir, copy)
+}
+
+fn stoke_in(dir: &Path, args: &[&str]) -> Outcome {
+    let mut cmd = stoke();
+    cmd.current_dir(dir).args(args);
+    run(&mut cmd)
+}
+
+#[test]
+fn pprof_decodes_with_the_recorded_totals_functions_mappings_and_labels() {
+    let r = split();
+    let folded = Folded::read(&r.path("out.folded"));
+    let m = decode(&std::fs::read(r.path("out.pb.gz")).unwrap()).expect("valid pprof");
+    let s = |i: i64| m.string_table[i as usize].as_str();
+    let types: Vec<_> = m
+        .sample_type
+        .iter()
+        .map(|t| (s(t.r#type), s(t.unit)))
+        .collect();
+    assert_eq!(types, [("samples", "count"), ("cpu", "nanoseconds")]);
+    assert_eq!(m.period, 1_000_000_000 / 999);
+    let total: i64 = m.sample.iter().map(|x| x.value[0]).sum();
+    assert_eq!(total as u64, folded.total());
+    let functions: Vec<&str> = m.function.iter().map(|f| s(f.name)).collect();
+    for name in ["hot", "cold", "main"] {
+        assert!(
+            functions.contains(&name),
+            "{name} missing from {functions:?}"
+        );
+    }
+    let exe = m
+        .mapping
+        .iter()
+        .find(|x| s(x.filename).ends_with("/cpu_split"))
+        .unwrap_or_else(|| panic!("no cpu_split mapping in {:?}", m.mapping));
+    assert!(
+        s(exe.build_id).len() >= 16 && s(exe.build_id).bytes().all(|b| b.is_ascii_hexdigit()),
+        "build-id {:?}",
+        s(exe.build_id)
+    );
+    assert!(
+        m.mapping.iter().any(|x| s(x.filename).contains("libc")),
+        "libc mapping"
+    );
+    let hot = m.function.iter().find(|f| s(f.name) == "hot").unwrap();
+    let hot_loc = m
+        .location
+        .iter()
+        .find(|l| l.line.iter().any(|x| x.function_id == hot.id))
+        .unwrap();
+    assert_eq!(
+        hot_loc.mapping_id, exe.id,
+        "hot's location is in the executable"
+    );
+    for sample in &m.sample {
+        let keys: Vec<&str> = sample.label.iter().map(|l| s(l.key)).collect();
+        assert!(
+            keys.contains(&"tid") && keys.contains(&"thread") && keys.contains(&"process"),
+            "{keys:?}"
+        );
+    }
+}
+
+#[test]
+fn speedscope_has_one_sampled_profile_per_thread() {
+    let text = std::fs::read_to_string(split().path("out.speedscope.json")).unwrap();
+    assert!(text.starts_with("{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\""));
+    assert_eq!(
+        text.matches("\"type\":\"sampled\"").count(),
+        1,
+        "one thread"
+    );
+    assert!(text.contains("\"name\":\"cpu_split (cpu_split-"), "{text}");
+    assert!(text.contains("{\"name\":\"hot\"}"), "{text}");
+}
+
+#[test]
+fn per_thread_puts_the_thread_under_the_process_in_folded_and_svg() {
+    let r = split();
+    let folded = Folded::read(&r.path("out.folded"));
+    assert!(folded
+        .stacks
+        .iter()
+        .all(|s| s.frames[1].starts_with("cpu_split-")));
+    let svg = std::fs::read_to_string(r.path("out.svg")).unwrap();
+    assert!(svg.contains("<title>cpu_split-"), "thread frame in the SVG");
+}
+
+#[test]
+fn convert_pprof_back_to_folded_gives_the_recorded_lines() {
+    let r = split();
+    let out = stoke_in(
+        r.dir.path(),
+        &["convert", "out.pb.gz", "-o", "back.folded", "--per-thread"],
+    );
+    out.assert_success();
+    let original = std::fs::read_to_string(r.path("out.folded")).unwrap();
+    let back = std::fs::read_to_string(r.path("back.folded")).unwrap();
+    assert_eq!(back, original);
+}
+
+#[test]
+fn convert_renders_svg_with_record_options_and_uses_stdin_and_stdout() {
+    let r = split();
+    let out = stoke_in(
+        r.dir.path(),
+        &[
+            "convert",
+            "out.folded",
+            "-o",
+            "icicle.svg",
+            "--title",
+            "converted",
+            "--width",
+            "900",
+            "--min-width",
+            "2",
+            "--icicle",
+        ],
+    );
+    out.assert_success();
+    let svg = std::fs::read_to_string(r.path("icicle.svg")).unwrap();
+    assert!(svg.contains(">converted</text>"));
+    assert!(svg.contains("width=\"900\""));
+    assert!(svg.contains("<title>hot ("));
+
+    let mut cmd = stoke();
+    cmd.current_dir(r.dir.path())
+        .args(["convert", "-", "-o", "-", "--format", "svg"])
+        .stdin(Stdio::from(File::open(r.path("out.folded")).unwrap()));
+    // `run` closes stdin, so this one is run directly.
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.starts_with("<?xml"), "{stdout}");
+    assert!(stdout.contains("<title>cold ("));
+}
+
+#[test]
+fn report_lists_the_hot_function_first_with_percentages() {
+    for file in ["out.folded", "out.pb.gz"] {
+        let out = stoke_in(split().dir.path(), &["report", file, "-n", "3"]);
+        out.assert_success();
+        let lines: Vec<&str> = out.stdout.lines().collect();
+        assert!(lines[0].contains("samples in"), "{out}");
+        assert!(
+            lines[1].contains("self%") && lines[1].contains("total%"),
+            "{out}"
+        );
+        assert!(lines[2].trim_end().ends_with(" hot"), "{out}");
+        let share: f64 = lines[2]
+            .split_whitespace()
+            .nth(1)
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap();
+        assert!((65.0..85.0).contains(&share), "{out}");
+    }
+}
+
+#[test]
+fn diff_gate_passes_on_a_rerun_and_fails_on_a_hotter_variant() {
+    let base = split();
+    let again = record_all(
+        &c_fixture("cpu_split", Build::FramePointers),
+        &["--per-thread"],
+    );
+    let (_keep, variant) = hot_variant();
+    let hotter = record_all(&variant, &["--per-thread"]);
+
+    let before = base.path("out.folded");
+    let same = stoke_in(
+        base.dir.path(),
+        &[
+            "diff",
+            before.to_str().unwrap(),
+            again.path("out.pb.gz").to_str().unwrap(),
+            "-o",
+            "same.svg",
+            "--fail-on-regression",
+            "5",
+        ],
+    );
+    same.assert_success();
+    assert!(
+        same.stderr.contains("no function's self share grew"),
+        "{same}"
+    );
+    assert!(base.path("same.svg").exists());
+
+    let worse = stoke_in(
+        base.dir.path(),
+        &[
+            "diff",
+            before.to_str().unwrap(),
+            hotter.path("out.folded").to_str().unwrap(),
+            "-o",
+            "worse.svg",
+            "--fail-on-regression",
+            "5",
+        ],
+    );
+    assert_stoke_error(&worse, Some(1), &["regression: hot self share grew"]);
+    let hot_row = worse
+        .stdout
+        .lines()
+        .find(|l| l.trim_end().ends_with(" hot"))
+        .unwrap();
+    assert!(hot_row.contains(" grew "), "{worse}");
+    let cold_row = worse
+        .stdout
+        .lines()
+        .find(|l| l.trim_end().ends_with(" cold"))
+        .unwrap();
+    assert!(cold_row.contains(" shrank "), "{worse}");
+    let svg = std::fs::read_to_string(base.path("worse.svg")).unwrap();
+    assert!(svg.contains("<title>hot ("), "differential graph drawn");
+    assert!(svg.contains("fill=\"rgb(255,"), "red frames for growth");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bad.folded"), "main;a 3\nmain;b three\n").unwrap();
+    let out = stoke_in(dir.path(), &["report", "bad.folded"]);
+    assert_stoke_error(&out, Some(1), &["bad.folded:2:"]);
+
+    std::fs::write(dir.path().join("empty.folded"), "\n").unwrap();
+    let out = stoke_in(dir.path(), &["convert", "empty.folded", "-o", "e.svg"]);
+    assert_stoke_error(&out, Some(1), &["empty.folded: the profile has no samples"]);
+    assert!(!dir.path().join("e.svg").exists(), "no empty SVG");
+
+    let pb = std::fs::read(split().path("out.pb.gz")).unwrap();
+    std::fs::write(dir.path().join("cut.pb.gz"), &pb[..pb.len() / 2]).unwrap();
+    let out = stoke_in(dir.path(), &["report", "cut.pb.gz"]);
+    assert_stoke_error(&out, Some(1), &["cut.pb.gz: truncated or corrupt gzip"]);
+
+    std::fs::write(dir.path().join("junk.pb"), b"\x0a\xff\xff\xff").unwrap();
+    let out = stoke_in(dir.path(), &["convert", "junk.pb", "-o", "x.folded"]);
+    assert_stoke_error(
+        &out,
+        Some(1),
+        &["junk.pb: not a pprof profile (truncated or corrupt protobuf)"],
+    );
+}
+
+#[test]
+fn hostile_names_are_escaped_in_svg_and_kept_across_folded_and_pprof() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = [
+        "<script>alert(1)</script>",
+        "a & b",
+        "say \"hi\" 'there'",
+        "with spaces",
+    ];
+    let text = format!("prog;{} 5\nprog;{};x:y 2\n", names.join(";"), names[1]);
+    std::fs::write(dir.path().join("h.folded"), &text).unwrap();
+    let out = stoke_in(
+        dir.path(),
+        &["convert", "h.folded", "-o", "h.svg", "-o", "h.pb.gz"],
+    );
+    out.assert_success();
+    let svg = std::fs::read_to_string(dir.path().join("h.svg")).unwrap();
+    assert!(!svg.contains("<script>alert"), "raw markup in the SVG");
+    assert!(svg.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    assert!(svg.contains("a &amp; b"));
+    let out = stoke_in(dir.path(), &["convert", "h.pb.gz", "-o", "back.folded"]);
+    out.assert_success();
+    let back = std::fs::read_to_string(dir.path().join("back.folded")).unwrap();
+    let mut expected: Vec<&str> = text.lines().collect();
+    expected.sort();
+    assert_eq!(back.lines().collect::<Vec<_>>(), expected);
+    let m = decode(&std::fs::read(dir.path().join("h.pb.gz")).unwrap()).unwrap();
+    for name in names {
+        assert!(
+            m.string_table.iter().any(|s| s == name),
+            "{name} kept in pprof"
+        );
+    }
+}
