@@ -28,6 +28,7 @@ import profilers  # noqa: E402
 STOKE_VARIANTS = [
     [],  # the default: DWARF unwinding of 32 KiB stack copies
     ["--unwind", "fp"],  # the kernel's frame-pointer walk only
+    ["--backend", "ptrace"],  # where perf events are forbidden
 ]
 
 FREQ = 999

@@ -259,14 +259,19 @@ impl Symbolizer {
         results
     }
 
-    /// Starts reading `/proc/kallsyms` on another thread, so that the ~50 ms
-    /// the kernel takes to produce it overlap recording instead of delaying
-    /// the output. [`Symbolizer::symbolize_kernel`] waits for it.
+    /// Starts reading `/proc/kallsyms` on another thread at idle priority, so
+    /// that the ~50 ms the kernel takes to produce it overlap recording
+    /// (on a spare CPU) instead of delaying the output. [`Symbolizer::symbolize_kernel`] waits for it.
     pub fn prefetch_kernel(&mut self) {
         if self.kernel.is_none() && self.kernel_loading.is_none() {
             let thread = std::thread::Builder::new()
                 .name("stoke-kallsyms".into())
-                .spawn(|| KernelSymbols::load(Path::new(kernel::KALLSYMS)));
+                .spawn(|| {
+                    // Only idle CPU: on a machine the target keeps busy, the
+                    // read waits until recording ends rather than slow it.
+                    sys::idle_priority_for_this_thread();
+                    KernelSymbols::load(Path::new(kernel::KALLSYMS))
+                });
             // Without a thread, symbolize_kernel loads them itself.
             self.kernel_loading = thread.ok();
         }
