@@ -334,8 +334,11 @@ impl Contained {
     fn start() -> Contained {
         use std::io::BufRead;
         let fixture = c_fixture("jit_map", Build::FramePointers);
+        // The fixture is opened before the mount: it may itself live under
+        // /tmp (a checkout there), which the new tmpfs hides.
         let script = format!(
-            "mount -t tmpfs tmpfs /tmp && cp '{}' /tmp/jit_map && exec /tmp/jit_map ok 60",
+            "exec 3<'{}' && mount -t tmpfs tmpfs /tmp && cat <&3 >/tmp/jit_map && exec 3<&- \
+             && chmod +x /tmp/jit_map && exec /tmp/jit_map ok 60",
             fixture.display()
         );
         let mut unshare = Command::new("unshare")
