@@ -50,3 +50,11 @@ pub enum SampleError {
         source: io::Error,
     },
 }
+
+/// A closure turning an errno into [`SampleError::Sys`] for `call`.
+pub(crate) fn sys_error(call: &str) -> impl FnOnce(io::Error) -> SampleError + '_ {
+    move |source| SampleError::Sys {
+        call: call.to_string(),
+        source,
+    }
+}

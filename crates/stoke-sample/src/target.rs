@@ -60,6 +60,30 @@ impl CommandSpec {
     }
 
     /// The `execve` arguments for running `path` with stoke's environment.
+    /// Reads a launched child's exec-status pipe (close-on-exec): end of
+    /// file means the exec succeeded; four bytes are the errno of a failed
+    /// one, returned as the error to report.
+    pub(crate) fn exec_failure(&self, status: OwnedFd) -> Result<Option<SampleError>, SampleError> {
+        use std::io::Read;
+        let mut errno = Vec::new();
+        std::fs::File::from(status)
+            .read_to_end(&mut errno)
+            .map_err(crate::error::sys_error("reading the exec status pipe"))?;
+        let Ok(bytes) = <[u8; 4]>::try_from(errno.as_slice()) else {
+            return Ok(None);
+        };
+        let source = io::Error::from_raw_os_error(i32::from_ne_bytes(bytes));
+        Ok(Some(match source.raw_os_error() {
+            Some(libc::ENOENT) => {
+                SampleError::CommandNotFound(self.program.to_string_lossy().into_owned())
+            }
+            _ => SampleError::Exec {
+                command: self.display(),
+                source,
+            },
+        }))
+    }
+
     pub(crate) fn exec_plan(&self, path: &Path) -> Result<ExecPlan, SampleError> {
         let c_string = |s: &OsStr| {
             CString::new(s.as_bytes()).map_err(|_| SampleError::Exec {

@@ -6,7 +6,7 @@
 //! followed by inheritance.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 
 use stoke_model::Pid;
 
@@ -15,17 +15,11 @@ use super::dedup::Duplicates;
 use super::open::Opener;
 use super::sampler::{open_rings, PerfSampler};
 use super::sizing::ring_size;
+use crate::error::sys_error;
 use crate::sys::process::{self, HoldPipes, GO_BYTE};
 use crate::sys::ring::page_size;
 use crate::target::HeldChild;
 use crate::{Child, CommandSpec, SampleError, SamplerOptions};
-
-fn sys_error(call: &str) -> impl FnOnce(std::io::Error) -> SampleError + '_ {
-    move |source| SampleError::Sys {
-        call: call.to_string(),
-        source,
-    }
-}
 
 /// See [`PerfSampler::launch`].
 pub(crate) fn launch(
@@ -70,22 +64,9 @@ pub(crate) fn launch(
     File::from(go_write)
         .write_all(&[GO_BYTE])
         .map_err(sys_error("releasing the launched command"))?;
-    let mut errno = Vec::new();
-    File::from(err_read)
-        .read_to_end(&mut errno)
-        .map_err(sys_error("reading the exec status pipe"))?;
-    if let Ok(bytes) = <[u8; 4]>::try_from(errno.as_slice()) {
+    if let Some(error) = command.exec_failure(err_read)? {
         held.reap();
-        let source = std::io::Error::from_raw_os_error(i32::from_ne_bytes(bytes));
-        return Err(match source.raw_os_error() {
-            Some(libc::ENOENT) => {
-                SampleError::CommandNotFound(command.program.to_string_lossy().into_owned())
-            }
-            _ => SampleError::Exec {
-                command: command.display(),
-                source,
-            },
-        });
+        return Err(error);
     }
     let pid = held.release();
     let sampler = PerfSampler::from_parts(pid, chosen, rings, sampler_fd, Duplicates::default());

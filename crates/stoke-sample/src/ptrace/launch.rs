@@ -2,13 +2,14 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::sync::{Arc, OnceLock};
 
 use stoke_model::{Pid, Tid};
 
 use super::sampler::PtraceSampler;
 use super::tracer::Tracer;
+use crate::error::sys_error;
 use crate::perf::sampler::thread_names;
 use crate::sys::process::{self, HoldPipes, GO_BYTE};
 use crate::sys::ptrace as sys;
@@ -17,13 +18,6 @@ use crate::{procfs, Child, CommandSpec, SampleError, SamplerOptions};
 
 /// Re-scans of the task list at most while seizing threads.
 const MAX_SCANS: usize = 32;
-
-fn sys_error(call: &str) -> impl FnOnce(io::Error) -> SampleError + '_ {
-    move |source| SampleError::Sys {
-        call: call.to_string(),
-        source,
-    }
-}
 
 /// `/proc/sys/kernel/yama/ptrace_scope`, if there is one.
 fn ptrace_scope() -> Option<String> {
@@ -115,24 +109,11 @@ pub(crate) fn launch(
     File::from(go_write)
         .write_all(&[GO_BYTE])
         .map_err(sys_error("releasing the launched command"))?;
-    let mut errno = Vec::new();
-    File::from(err_read)
-        .read_to_end(&mut errno)
-        .map_err(sys_error("reading the exec status pipe"))?;
-    if let Ok(bytes) = <[u8; 4]>::try_from(errno.as_slice()) {
+    if let Some(error) = command.exec_failure(err_read)? {
         // The child exits at once; the tracer lets go of it first.
         drop(sampler);
         held.reap();
-        let source = io::Error::from_raw_os_error(i32::from_ne_bytes(bytes));
-        return Err(match source.raw_os_error() {
-            Some(libc::ENOENT) => {
-                SampleError::CommandNotFound(command.program.to_string_lossy().into_owned())
-            }
-            _ => SampleError::Exec {
-                command: command.display(),
-                source,
-            },
-        });
+        return Err(error);
     }
     let pid = held.release();
     // The exec stop comes next: handle it now, so that the program runs on
