@@ -12,7 +12,7 @@ use gimli::{
     BaseAddresses, DebugFrame, EhFrame, EndianSlice, FrameDescriptionEntry, LittleEndian,
     UnwindSection,
 };
-use object::read::elf::{ElfFile64, ProgramHeader};
+use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSection};
 
 use crate::hdr::HdrTable;
@@ -44,6 +44,9 @@ enum SectionBytes {
     Owned(Vec<u8>),
 }
 
+/// How much of the entry point counts as its stub ([`ModuleUnwindInfo::is_entry_stub`]).
+const ENTRY_STUB_BYTES: u64 = 64;
+
 /// One `PT_LOAD` program header.
 #[derive(Clone, Copy, Debug)]
 struct LoadSegment {
@@ -60,6 +63,8 @@ struct LoadSegment {
 pub struct ModuleUnwindInfo {
     /// Unique per instance, for the unwinder's rule cache.
     id: u64,
+    /// The ELF entry point (`e_entry`), where a process starts, if any.
+    entry: Option<u64>,
     data: Arc<dyn AsRef<[u8]> + Send + Sync>,
     bases: BaseAddresses,
     eh_frame: Option<Range<usize>>,
@@ -163,8 +168,10 @@ impl ModuleUnwindInfo {
             bases = bases.set_eh_frame(*svma);
         }
 
+        let entry = Some(elf.elf_header().e_entry(endian)).filter(|&e| e != 0);
         let mut info = ModuleUnwindInfo {
             id: next_id(),
+            entry,
             data: data.clone(),
             bases,
             hdr_table: hdr_table.filter(|_| eh_frame.is_some()),
@@ -211,6 +218,7 @@ impl ModuleUnwindInfo {
             .set_text(0);
         let mut info = ModuleUnwindInfo {
             id: next_id(),
+            entry: None,
             data: Arc::new(eh_frame),
             bases,
             eh_frame: Some(0..len),
@@ -256,6 +264,15 @@ impl ModuleUnwindInfo {
         };
         let seg = in_kind(true).or_else(|| in_kind(false))?;
         Some(seg.vaddr.wrapping_sub(seg.offset).wrapping_add(offset))
+    }
+
+    /// Whether `svma` lies in the first bytes of the module's ELF entry
+    /// point: the stub where a process starts (the dynamic loader's `_start`
+    /// calls `_dl_start` at once and has no CFI). A stack that gets there is
+    /// whole.
+    pub fn is_entry_stub(&self, svma: u64) -> bool {
+        self.entry
+            .is_some_and(|entry| (entry..entry.saturating_add(ENTRY_STUB_BYTES)).contains(&svma))
     }
 
     /// Whether the module has any CFI (else only frame pointers can unwind it).

@@ -81,6 +81,8 @@ impl Unwinder {
                                 &regs,
                                 read_stack,
                             ),
+                            // A process's entry stub without CFI is its root.
+                            None if module.info.is_entry_stub(svma) => Ok(Step::Root),
                             None if mode == UnwindMode::Auto => {
                                 framepointer::step(&regs, read_stack, false)
                             }

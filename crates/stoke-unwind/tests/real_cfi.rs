@@ -216,3 +216,28 @@ fn debug_frame_alone_unwinds_the_recursion() {
         "{text}"
     );
 }
+
+#[test]
+fn the_loaders_entry_stub_is_a_root() {
+    use object::{Object, ObjectSymbol};
+    let path = "/lib64/ld-linux-x86-64.so.2";
+    let bytes = std::fs::read(path).expect("the dynamic loader");
+    let elf = object::File::parse(&*bytes).unwrap();
+    let entry = elf.entry();
+    let data: std::sync::Arc<dyn AsRef<[u8]> + Send + Sync> = std::sync::Arc::new(bytes.clone());
+    let info = stoke_unwind::ModuleUnwindInfo::parse(data).unwrap();
+    // `_start` calls `_dl_start` in its first bytes: a return there ends the stack.
+    assert!(info.is_entry_stub(entry + 8));
+    assert!(!info.is_entry_stub(entry + 4096));
+    let dl_start = elf
+        .symbols()
+        .chain(elf.dynamic_symbols())
+        .find(|s| s.name() == Ok("_dl_start"))
+        .map(|s| s.address());
+    if let Some(address) = dl_start {
+        assert!(
+            !info.is_entry_stub(address),
+            "_dl_start is not the entry stub"
+        );
+    }
+}
