@@ -34,6 +34,34 @@ pub fn threads(pid: Pid) -> Result<Vec<Tid>, SampleError> {
     Ok(tids)
 }
 
+/// Listings of the task list at most in [`for_each_thread_until_stable`].
+const MAX_THREAD_SCANS: usize = 32;
+
+/// Hands every thread of a process to `each` once, with the number of the
+/// listing that found it (0 for the first), listing `/proc/PID/task` again
+/// until no new thread appears: threads born while a sampler attaches are
+/// caught too. At most 32 listings; a thread born after the last one was
+/// created by a thread already handled, which the caller follows itself.
+pub(crate) fn for_each_thread_until_stable(
+    pid: Pid,
+    mut each: impl FnMut(Tid, usize) -> Result<(), SampleError>,
+) -> Result<(), SampleError> {
+    let mut seen = std::collections::HashSet::new();
+    for scan in 0..MAX_THREAD_SCANS {
+        let new: Vec<Tid> = threads(pid)?
+            .into_iter()
+            .filter(|tid| seen.insert(*tid))
+            .collect();
+        if new.is_empty() {
+            break;
+        }
+        for tid in new {
+            each(tid, scan)?;
+        }
+    }
+    Ok(())
+}
+
 /// A thread's name (`/proc/PID/task/TID/comm`), if it still exists.
 pub fn thread_name(pid: Pid, tid: Tid) -> Option<String> {
     let name = std::fs::read(format!("/proc/{pid}/task/{tid}/comm")).ok()?;

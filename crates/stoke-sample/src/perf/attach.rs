@@ -6,8 +6,6 @@
 //! shows up, catching threads born during setup. The process is never
 //! stopped or traced.
 
-use std::collections::HashSet;
-
 use stoke_model::{Pid, Tid};
 
 use super::cpus::online_cpus;
@@ -18,10 +16,6 @@ use super::sizing::{ring_size, RingSize};
 use crate::sys::ring::page_size;
 use crate::sys::{perf, process};
 use crate::{procfs, Event, SampleError, SamplerOptions};
-
-/// Re-scans of the task list at most; threads created after the last one
-/// by instrumented threads are followed through inheritance anyway.
-const MAX_SCANS: usize = 32;
 
 /// The events being set up, CPU by CPU.
 struct Setup {
@@ -115,22 +109,15 @@ pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, 
         rings: Vec::new(),
         duplicates: Duplicates::default(),
     };
-    let mut seen = HashSet::new();
+    // Threads created after the last listing by instrumented threads are
+    // followed through inheritance.
     let mut attached = Vec::new();
-    for scan in 0..MAX_SCANS {
-        let new: Vec<Tid> = procfs::threads(pid)?
-            .into_iter()
-            .filter(|tid| seen.insert(*tid))
-            .collect();
-        if new.is_empty() {
-            break;
+    procfs::for_each_thread_until_stable(pid, |tid, scan| {
+        if setup.open_thread(tid, scan > 0)? {
+            attached.push(tid);
         }
-        for tid in new {
-            if setup.open_thread(tid, scan > 0)? {
-                attached.push(tid);
-            }
-        }
-    }
+        Ok(())
+    })?;
     let Some(chosen) = setup
         .opener
         .chosen()

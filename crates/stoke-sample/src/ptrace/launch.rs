@@ -1,6 +1,5 @@
 //! Starting a command, or attaching to a process, under ptrace.
 
-use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::{Arc, OnceLock};
@@ -15,9 +14,6 @@ use crate::sys::process::{self, HoldPipes, GO_BYTE};
 use crate::sys::ptrace as sys;
 use crate::target::HeldChild;
 use crate::{procfs, Child, CommandSpec, SampleError, SamplerOptions};
-
-/// Re-scans of the task list at most while seizing threads.
-const MAX_SCANS: usize = 32;
 
 /// `/proc/sys/kernel/yama/ptrace_scope`, if there is one.
 fn ptrace_scope() -> Option<String> {
@@ -56,24 +52,14 @@ pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PtraceSampler
     }
     let mut sampler = PtraceSampler::new(Tracer::new(pid, None), pid, options);
     let tracer = sampler.tracer_mut();
-    let mut seen = HashSet::new();
-    for _ in 0..MAX_SCANS {
-        let new: Vec<Tid> = procfs::threads(pid)?
-            .into_iter()
-            .filter(|tid| seen.insert(*tid))
-            .collect();
-        if new.is_empty() {
-            break;
-        }
-        for tid in new {
-            match tracer.seize(pid, tid) {
-                Ok(()) => {}
-                // The thread exited between the listing and the seize.
-                Err(err) if err.raw_os_error() == Some(libc::ESRCH) && tid.0 != pid.0 => {}
-                Err(err) => return Err(seize_error(pid, err)),
-            }
-        }
-    }
+    // Threads created after the last listing by seized threads are
+    // followed through PTRACE_O_TRACECLONE.
+    procfs::for_each_thread_until_stable(pid, |tid, _| match tracer.seize(pid, tid) {
+        Ok(()) => Ok(()),
+        // The thread exited between the listing and the seize.
+        Err(err) if err.raw_os_error() == Some(libc::ESRCH) && tid.0 != pid.0 => Ok(()),
+        Err(err) => Err(seize_error(pid, err)),
+    })?;
     let tids: Vec<Tid> = tracer.threads.keys().copied().collect();
     tracer.events.extend(thread_names(pid, &tids));
     tracer.push_mappings(pid);
