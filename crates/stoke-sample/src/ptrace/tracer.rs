@@ -238,6 +238,7 @@ impl Tracer {
                 }
                 libc::PTRACE_EVENT_STOP => self.event_stop(tid, signal),
                 libc::PTRACE_EVENT_CLONE | libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK => {
+                    self.interrupt_absorbed(tid);
                     if let Ok(new) = sys::event_message(raw) {
                         self.born(tid, Tid(new as u32), event);
                     }
@@ -245,16 +246,32 @@ impl Tracer {
                     Handled::Resumed
                 }
                 libc::PTRACE_EVENT_EXEC => {
+                    self.interrupt_absorbed(tid);
                     let former = sys::event_message(raw).map(|t| Tid(t as u32)).ok();
                     self.exec(tid, former);
                     let _ = sys::cont(raw, 0);
                     Handled::Resumed
                 }
                 _ => {
+                    self.interrupt_absorbed(tid);
                     let _ = sys::cont(raw, 0);
                     Handled::Resumed
                 }
             },
+        }
+    }
+
+    /// An event stop (fork, clone, exec, …) of a thread stoke had asked to
+    /// stop: the kernel counts it as the stop the interrupt asked for, and
+    /// no `PTRACE_EVENT_STOP` follows. The interrupt is over and its sample
+    /// skipped; without this the thread would wait for that stop forever and
+    /// never be sampled again. (Should the stop come after all, it is resumed
+    /// like any stop stoke did not ask for.)
+    fn interrupt_absorbed(&mut self, tid: Tid) {
+        if let Some(thread) = self.threads.get_mut(&tid) {
+            if std::mem::replace(&mut thread.interrupt_pending, false) {
+                thread.request = None;
+            }
         }
     }
 
