@@ -187,14 +187,32 @@ pub struct RecordArgs {
     pub command: Vec<OsString>,
 }
 
+/// The longest `--duration`: a year.
+const MAX_SECONDS: f64 = 365.0 * 86_400.0;
+
 fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     let secs: f64 = text
+        .trim()
         .parse()
         .map_err(|_| format!("expected a number of seconds, found {text:?}"))?;
-    if !(secs > 0.0 && secs.is_finite()) {
+    if !(0.001..=MAX_SECONDS).contains(&secs) {
         return Err(format!(
-            "the duration must be more than 0 seconds, found {text}"
+            "the duration must be from 0.001 to {MAX_SECONDS} seconds (a year), found {text}"
         ));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_seconds;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_are_checked_numbers_of_seconds() {
+        assert_eq!(parse_seconds("2.5"), Ok(Duration::from_millis(2500)));
+        for bad in ["0", "-1", "nan", "inf", "1e19", "1e30", "0.0000001", "ten"] {
+            assert!(parse_seconds(bad).is_err(), "{bad} was accepted");
+        }
+    }
 }

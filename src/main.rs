@@ -18,7 +18,11 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    install_panic_message();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     let result = match cli.command {
         cli::Command::Record(args) => record::run(args),
         cli::Command::Report(args) => report::run(args),
@@ -32,6 +36,82 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error becomes
+/// one `stoke:` line (with clap's tips), exit status 2.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        err.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = err.print();
+        return ExitCode::from(if err.use_stderr() { 2 } else { 0 });
+    }
+    let text = err.render().to_string();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let mut line = String::new();
+    let mut tip = None;
+    let mut command = "stoke".to_string();
+    let subcommand = std::env::args().nth(1).filter(|word| {
+        use clap::CommandFactory;
+        cli::Cli::command()
+            .get_subcommands()
+            .any(|s| s.get_name() == word)
+    });
+    if let Some(subcommand) = subcommand {
+        command = format!("stoke {subcommand}");
+    }
+    for l in &lines {
+        if l.starts_with("Usage: ") {
+            continue;
+        } else if let Some(t) = l.strip_prefix("tip: ") {
+            tip.get_or_insert(t);
+        } else if !l.starts_with("For more information") {
+            if !line.is_empty() && !line.ends_with(':') {
+                line.push(',');
+            }
+            if !line.is_empty() {
+                line.push(' ');
+            }
+            line.push_str(l.trim_start_matches("error: "));
+        }
+    }
+    if let Some(tip) = tip {
+        line.push_str(&format!(" ({tip})"));
+    }
+    eprintln!("stoke: {line}; see `{command} --help`");
+    ExitCode::from(2)
+}
+
+/// A panic is a bug of stoke: say so on one line (with the place, and a
+/// backtrace only when `RUST_BACKTRACE` asks for one). Unwinding goes on, so
+/// the samplers' guards still detach from the target.
+fn install_panic_message() {
+    let backtrace = std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0");
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<&str>()
+            .copied()
+            .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+            .unwrap_or("panic");
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("stoke: internal error: {message}{place} (a bug in stoke; please report it)");
+        if backtrace {
+            eprintln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
 }
 
 /// An error and its causes on one line, without repeating a cause that the

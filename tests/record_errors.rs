@@ -36,10 +36,37 @@ fn missing_command_is_reported() {
 fn pid_and_command_together_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
     let outcome = run(stoke_record(dir.path()).args(["-p", "1", "--", "true"]));
-    outcome.assert_no_panic();
-    // clap's own message: "error: the argument '--pid <PID>' cannot be used with …"
-    assert_eq!(outcome.status.code(), Some(2), "{outcome}");
-    assert!(outcome.stderr.contains("cannot be used with"), "{outcome}");
+    assert_stoke_error(&outcome, Some(2), &["cannot be used with"]);
+}
+
+#[test]
+fn numbers_out_of_range_are_one_line_errors_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    for bad in [
+        &["-d", "1e30"][..],
+        &["-d", "1e19"],
+        &["-d", "nan"],
+        &["-d", "-2"],
+        &["-F", "0"],
+        &["-F", "1000000"],
+        &["--stack-size", "8"],
+        &["--width", "5"],
+        &["--min-width", "inf"],
+    ] {
+        let outcome = run(stoke_record(dir.path())
+            .args(bad)
+            .args(["-o", "out.folded", "--", "touch"])
+            .arg(&marker));
+        outcome.assert_no_panic();
+        assert_eq!(outcome.status.code(), Some(2), "{bad:?}\n{outcome}");
+        let lines: Vec<&str> = outcome.stderr.lines().collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("stoke: "),
+            "{bad:?}: not one `stoke:` line\n{outcome}"
+        );
+        assert!(!marker.exists(), "{bad:?}: the command ran");
+    }
 }
 
 #[test]

@@ -27,9 +27,13 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Asserts stderr has no panic message.
+    /// Asserts stderr has no panic message (Rust's own, or stoke's
+    /// `internal error` line).
     pub fn assert_no_panic(&self) {
-        assert!(!self.stderr.contains("panicked"), "stoke panicked\n{self}");
+        assert!(
+            !self.stderr.contains("panicked") && !self.stderr.contains("internal error"),
+            "stoke panicked\n{self}"
+        );
     }
 
     /// Asserts a zero exit status and no panic.
