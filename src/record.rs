@@ -6,7 +6,9 @@ use std::time::{Instant, SystemTime};
 
 use anyhow::Context;
 use stoke_model::Pid;
-use stoke_record::{Control, Progress, RecordOptions, Recording, Session, Target, UnwindMode};
+use stoke_record::{
+    Control, Progress, RecordOptions, Recording, Session, StopReason, Target, UnwindMode,
+};
 use stoke_sample::{CommandSpec, SamplerOptions, StackCapture};
 
 use crate::cli::{Backend, DebugInfo, Mode, RecordArgs, Unwind};
@@ -96,12 +98,13 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     };
     if recording.profile.total_samples() == 0 {
         summary::print(&recording, &[], written_at.elapsed());
-        eprintln!("stoke: no samples were recorded: the target used no CPU while it was watched; nothing written");
-        // A failing command's own status still wins.
-        return Ok(ExitCode::from(match exit_code(&recording) {
-            0 => 1,
-            code => code,
-        }));
+        eprintln!(
+            "stoke: warning: no samples were recorded in {:.2} s (the target was not on a CPU \
+             when a sample was due); nothing written",
+            recording.duration.as_secs_f64()
+        );
+        // An empty recording is no failure of the command: its status stays stoke's.
+        return Ok(ExitCode::from(exit_code(&recording)));
     }
     for out in &outputs {
         output::write(&recording.profile, out, &render)
@@ -112,9 +115,13 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// A wrapped command's exit status becomes stoke's own (128 + N for a
-/// command killed by signal N, as shells report it); 0 otherwise.
+/// command killed by signal N, as shells report it); 0 otherwise, and 0 when
+/// stoke itself stopped the command at the end of `--duration`.
 fn exit_code(recording: &Recording) -> u8 {
     use std::os::unix::process::ExitStatusExt;
+    if recording.stop_reason == StopReason::Duration {
+        return 0;
+    }
     match recording.exit_status {
         Some(status) => match (status.code(), status.signal()) {
             (Some(code), _) => code as u8,

@@ -28,6 +28,7 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
         StopReason::Duration => "duration reached",
         StopReason::Requested => "stopped by signal",
     };
+    let command = command_fate(recording);
     eprintln!(
         "stoke: {} samples, {} lost, {} distinct stacks in {:.2} s ({why})",
         thousands(stats.samples),
@@ -35,6 +36,9 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
         thousands(recording.distinct_stacks as u64),
         recording.duration.as_secs_f64(),
     );
+    if let Some(command) = command {
+        eprintln!("stoke: {command}");
+    }
     let truncated: u64 = stats.truncated.iter().map(|(_, n)| n).sum();
     if truncated > 0 {
         let causes: Vec<String> = stats
@@ -75,6 +79,34 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
             write_time.as_secs_f64()
         );
     }
+}
+
+/// What became of a launched command that had not exited by itself when
+/// recording stopped; `None` when it exited by itself or stoke attached.
+fn command_fate(recording: &Recording) -> Option<String> {
+    use std::os::unix::process::ExitStatusExt;
+    let pid = recording.command_pid?;
+    if recording.stop_reason == StopReason::TargetExited {
+        return None;
+    }
+    let how = match recording.stop_reason {
+        StopReason::Duration => "at the end of --duration, stoke sent the command SIGTERM",
+        _ => "on the stop signal, the command was asked to stop",
+    };
+    Some(match recording.exit_status {
+        None => format!("{how}, but it is still running (pid {pid}); it runs on unobserved"),
+        Some(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("{how}; it exited with status {code} (pid {pid})"),
+            (_, Some(signal)) => format!("{how}; it ended by {} (pid {pid})", signal_name(signal)),
+            _ => format!("{how}; it ended (pid {pid})"),
+        },
+    })
+}
+
+/// `SIGTERM` for 15; `signal N` for a number nix does not know.
+fn signal_name(signal: i32) -> String {
+    nix::sys::signal::Signal::try_from(signal)
+        .map_or_else(|_| format!("signal {signal}"), |s| s.as_str().to_string())
 }
 
 fn percent(part: u64, whole: u64) -> f64 {

@@ -64,6 +64,9 @@ pub struct Recording {
     pub stop_reason: StopReason,
     /// A launched command's exit status, if it exited.
     pub exit_status: Option<ExitStatus>,
+    /// The launched command's pid (`None` when attached to a process). A
+    /// command with no `exit_status` was still running when recording ended.
+    pub command_pid: Option<Pid>,
     /// Warnings from symbolization (e.g. a refused JIT map).
     pub warnings: Vec<String>,
 }
@@ -145,7 +148,8 @@ impl Session {
             mut progress,
         } = control;
         let started = Instant::now();
-        let deadline = self.options.duration.map(|d| started + d);
+        // A duration too long to add never ends recording by itself.
+        let deadline = self.options.duration.and_then(|d| started.checked_add(d));
         let mut last_progress = started;
         let mut exited = false;
         let stop_reason = loop {
@@ -175,8 +179,14 @@ impl Session {
                 break StopReason::TargetExited;
             }
         };
-        if stop_reason == StopReason::Requested {
-            exited = self.let_command_stop(signal.load(Ordering::SeqCst))?;
+        match stop_reason {
+            StopReason::Requested => {
+                exited = self.let_command_stop(signal.load(Ordering::SeqCst))?;
+            }
+            // The command was run for the duration asked: stop it, as
+            // `timeout` would, rather than leave it running unobserved.
+            StopReason::Duration => exited = self.let_command_stop(libc::SIGTERM)?,
+            StopReason::TargetExited => {}
         }
         let duration = started.elapsed();
         let aggregator = &mut self.aggregator;
@@ -257,6 +267,7 @@ impl Session {
             symbolize_time: symbolize_started.elapsed(),
             stop_reason,
             exit_status,
+            command_pid: self.child.as_ref().map(Child::pid),
             warnings: symbolizer.warnings(),
         }
     }
