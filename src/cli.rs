@@ -36,6 +36,8 @@ pub enum Command {
     /// Compare two profiles: a differential flame graph and the functions
     /// whose share changed, with an optional CI gate.
     Diff(crate::diff::DiffArgs),
+    /// Check what stoke can do on this machine and how to get the rest.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 /// Output formats.

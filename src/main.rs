@@ -5,6 +5,7 @@
 mod cli;
 mod convert;
 mod diff;
+mod doctor;
 mod input;
 mod output;
 mod record;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         cli::Command::Report(args) => report::run(args),
         cli::Command::Convert(args) => convert::run(args),
         cli::Command::Diff(args) => diff::run(args),
+        cli::Command::Doctor(args) => doctor::run(args),
     };
     match result {
         Ok(code) => code,

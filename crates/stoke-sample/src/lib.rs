@@ -19,6 +19,7 @@
 mod error;
 mod event;
 mod perf;
+pub mod probe;
 pub mod procfs;
 mod ptrace;
 mod sys;
