@@ -38,6 +38,18 @@ pub enum Command {
     Diff(crate::diff::DiffArgs),
     /// Check what stoke can do on this machine and how to get the rest.
     Doctor(crate::doctor::DoctorArgs),
+    /// Print a shell completion script: `stoke completions bash > /etc/bash_completion.d/stoke`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) of stoke or of one subcommand:
+    /// `stoke man record | man -l -`.
+    Man {
+        /// A subcommand (record, report, convert, diff, doctor).
+        subcommand: Option<String>,
+    },
 }
 
 /// Output formats.
@@ -112,8 +124,18 @@ pub struct RecordArgs {
 
     /// Samples per second (per thread on a CPU).
     #[arg(short = 'F', long, value_name = "HZ", default_value_t = 999,
+          visible_short_alias = 'r', visible_alias = "rate",
           value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub frequency: u32,
+
+    /// Accepted for perf's habit; stoke always records whole stacks.
+    #[arg(short = 'g', hide = true)]
+    pub call_graph: bool,
+
+    /// Open the SVG flame graph when it is written (xdg-open, where a
+    /// display is present; otherwise stoke says where the file is).
+    #[arg(long)]
+    pub open: bool,
 
     /// Stop after this many seconds (e.g. 10 or 2.5).
     #[arg(short, long, value_name = "SECONDS", value_parser = parse_seconds)]
@@ -184,8 +206,13 @@ pub struct RecordArgs {
     #[arg(long, value_enum, default_value_t = DebugInfo::Symbols)]
     pub debug_info: DebugInfo,
 
-    /// The command to run and profile, after `--`.
-    #[arg(last = true, value_name = "COMMAND")]
+    /// The command to run and profile: everything after the options (after
+    /// `--` too), arguments included, as `perf record` and `py-spy` take it.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
     pub command: Vec<OsString>,
 }
 

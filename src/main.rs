@@ -16,6 +16,7 @@ mod svg_args;
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use clap::Parser;
 
 fn main() -> ExitCode {
@@ -30,6 +31,8 @@ fn main() -> ExitCode {
         cli::Command::Convert(args) => convert::run(args),
         cli::Command::Diff(args) => diff::run(args),
         cli::Command::Doctor(args) => doctor::run(args),
+        cli::Command::Completions { shell } => print_completions(shell),
+        cli::Command::Man { subcommand } => print_man_page(subcommand.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -37,6 +40,45 @@ fn main() -> ExitCode {
             eprintln!("stoke: {}", one_line(&err));
             ExitCode::from(1)
         }
+    }
+}
+
+fn print_completions(shell: clap_complete::Shell) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cli::Cli::command(), "stoke", &mut script);
+    print_bytes(&script)
+}
+
+fn print_man_page(subcommand: Option<&str>) -> anyhow::Result<ExitCode> {
+    use clap::CommandFactory;
+    let top = cli::Cli::command();
+    let page = match subcommand {
+        None => clap_mangen::Man::new(top),
+        Some(name) => {
+            let sub = top
+                .find_subcommand(name)
+                .with_context(|| format!("no subcommand {name:?}"))?
+                .clone()
+                .display_name(format!("stoke-{name}"))
+                .bin_name(format!("stoke {name}"));
+            clap_mangen::Man::new(sub)
+        }
+    };
+    let mut roff = Vec::new();
+    page.render(&mut roff)?;
+    print_bytes(&roff)
+}
+
+/// Writes to stdout; a reader that went away (`| head`) is no error.
+fn print_bytes(bytes: &[u8]) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(anyhow::Error::new(e).context("writing to stdout"))
+        }
+        _ => Ok(ExitCode::SUCCESS),
     }
 }
 

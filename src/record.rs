@@ -63,6 +63,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             ..stoke_record::SymbolizeOptions::default()
         },
     };
+    if args.call_graph {
+        eprintln!("stoke: note: -g is not needed: stoke always records whole stacks");
+    }
     signals::install()?;
     let session = Session::start(&target, options)?;
     if let Some(reason) = session.fallback() {
@@ -111,7 +114,45 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("writing {}", out.display()))?;
     }
     summary::print(&recording, &outputs, written_at.elapsed());
+    if args.open {
+        open_flame_graph(&outputs);
+    }
     Ok(ExitCode::from(exit_code(&recording)))
+}
+
+/// `--open`: the first SVG written, in the desktop's viewer when there is a
+/// display, else its address on stderr.
+fn open_flame_graph(outputs: &[output::Output]) {
+    let svg = outputs
+        .iter()
+        .find_map(|o| match (&o.destination, o.format) {
+            (output::Destination::File(path), crate::cli::Format::Svg) => Some(path),
+            _ => None,
+        });
+    let Some(path) = svg else {
+        eprintln!("stoke: --open: no SVG output to open (add -o flame.svg)");
+        return;
+    };
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+    let display = ["DISPLAY", "WAYLAND_DISPLAY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    let opened = display
+        && std::process::Command::new("xdg-open")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .is_ok();
+    if opened {
+        eprintln!("stoke: opening {}", path.display());
+    } else {
+        eprintln!(
+            "stoke: no display to open it on: open file://{} in a browser",
+            path.display()
+        );
+    }
 }
 
 /// A wrapped command's exit status becomes stoke's own (128 + N for a
