@@ -18,6 +18,24 @@ pub struct DoctorArgs {
     /// Print the checks as JSON, for scripts.
     #[arg(long)]
     pub json: bool,
+
+    /// Also check what the binaries of this running process give stoke
+    /// (symbols, unwind information, frame pointers, debug files).
+    #[arg(short, long, value_name = "PID", conflicts_with = "command")]
+    pub pid: Option<u32>,
+
+    /// Also look for separate debug files in DIR, as `record` does.
+    #[arg(long = "debug-dir", value_name = "DIR")]
+    pub debug_dirs: Vec<std::path::PathBuf>,
+
+    /// Also check the binaries of this command (its program and the
+    /// libraries it links), without running it.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "COMMAND"
+    )]
+    pub command: Vec<std::ffi::OsString>,
 }
 
 /// How a check came out.
@@ -33,7 +51,7 @@ pub enum Status {
 }
 
 impl Status {
-    fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Status::Ok => "OK",
             Status::Warn => "WARN",
@@ -42,7 +60,7 @@ impl Status {
     }
 }
 
-/// One line of the report.
+/// One line of the report (also used for runtime hints).
 #[derive(Clone, Debug, Serialize)]
 pub struct Check {
     /// A stable name for scripts.
@@ -59,7 +77,7 @@ pub struct Check {
     pub fix: Option<String>,
 }
 
-fn check(id: &'static str, status: Status, summary: impl Into<String>) -> Check {
+pub(crate) fn check(id: &'static str, status: Status, summary: impl Into<String>) -> Check {
     Check {
         id,
         status,
@@ -70,7 +88,7 @@ fn check(id: &'static str, status: Status, summary: impl Into<String>) -> Check 
 }
 
 impl Check {
-    fn fix(mut self, fix: impl Into<String>) -> Check {
+    pub(crate) fn fix(mut self, fix: impl Into<String>) -> Check {
         self.fix = Some(fix.into());
         self
     }
@@ -89,11 +107,16 @@ struct Report<'a> {
     /// The backend `--backend auto` will use.
     backend: &'a str,
     checks: &'a [Check],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    modules: &'a [crate::doctor_target::ModuleCheck],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    runtimes: &'a [Check],
 }
 
 pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     let facts = MachineFacts::probe();
     let checks = machine_checks(&facts);
+    let target = crate::doctor_target::inspect(&args)?;
     let backend = if facts.perf_user.works() {
         "perf"
     } else if facts.ptrace.works() {
@@ -107,10 +130,13 @@ pub fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             can_sample,
             backend,
             checks: &checks,
+            modules: &target.modules,
+            runtimes: &target.runtimes,
         };
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print_checks(&facts, &checks, backend);
+        crate::doctor_target::print(&target);
     }
     Ok(ExitCode::from(if can_sample { 0 } else { 1 }))
 }

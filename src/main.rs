@@ -6,6 +6,7 @@ mod cli;
 mod convert;
 mod diff;
 mod doctor;
+mod doctor_target;
 mod input;
 mod output;
 mod record;

@@ -142,3 +142,95 @@ fn as_a_plain_user_at_paranoid_2_doctor_says_kernel_time_is_not_sampled() {
     assert_eq!(check(&report, "whole_machine")["status"], "warn");
     assert_eq!(check(&report, "perf_event_paranoid")["status"], "warn");
 }
+
+fn module<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["modules"]
+        .as_array()
+        .expect("a modules array")
+        .iter()
+        .find(|m| m["path"].as_str().is_some_and(|p| p.ends_with(name)))
+        .unwrap_or_else(|| panic!("no module {name} in {report:#}"))
+}
+
+#[test]
+fn doctor_on_a_command_tells_frame_pointers_and_stripped_binaries_apart() {
+    let with_fp = c_fixture("cpu_split", Build::FramePointers);
+    let without_fp = c_fixture("cpu_split", Build::NoFramePointers);
+    let dir = tempfile::tempdir().unwrap();
+    let stripped = dir.path().join("cpu_split_stripped");
+    std::fs::copy(&without_fp, &stripped).unwrap();
+    assert!(Command::new("strip")
+        .arg(&stripped)
+        .status()
+        .unwrap()
+        .success());
+
+    let report_of = |program: &std::path::Path| {
+        let outcome = run(stoke().args(["doctor", "--json", "--"]).arg(program));
+        outcome.assert_success();
+        serde_json::from_str::<Value>(&outcome.stdout).unwrap()
+    };
+    let fp = report_of(&with_fp);
+    let fp = module(&fp, "fp/cpu_split");
+    assert_eq!(fp["frame_pointers"], true, "{fp}");
+    assert_eq!(fp["names"], "symtab", "{fp}");
+    assert_eq!(fp["cfi"], ".eh_frame", "{fp}");
+    assert_eq!(fp["status"], "ok", "{fp}");
+
+    let nofp = report_of(&without_fp);
+    assert_eq!(module(&nofp, "nofp/cpu_split")["frame_pointers"], false);
+
+    let report = report_of(&stripped);
+    let bare = module(&report, "cpu_split_stripped");
+    assert_eq!(bare["names"], "none", "{bare}");
+    assert_eq!(bare["status"], "warn", "{bare}");
+    assert!(bare["fix"].is_string(), "{bare}");
+    // libc comes with it, as the loader would map it.
+    assert!(
+        report["modules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["path"].as_str().is_some_and(|p| p.contains("libc.so"))),
+        "{report:#}"
+    );
+}
+
+#[test]
+fn doctor_on_a_running_process_checks_its_mapped_binaries_and_runtime() {
+    let fixture = c_fixture("cpu_split", Build::FramePointers);
+    let mut child = Command::new(&fixture)
+        .arg("30")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The exec is done once /proc shows the fixture as the executable.
+    let exe = std::fs::canonicalize(&fixture).unwrap();
+    while std::fs::read_link(format!("/proc/{}/exe", child.id())).ok() != Some(exe.clone()) {
+        std::thread::yield_now();
+    }
+    let outcome = run(stoke().args(["doctor", "--json", "-p", &child.id().to_string()]));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    outcome.assert_success();
+    let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+    assert_eq!(module(&report, "cpu_split")["frame_pointers"], true);
+
+    // Debian's python3 is recognised as CPython.
+    if std::path::Path::new("/usr/bin/python3.11").exists() {
+        let outcome =
+            run(stoke().args(["doctor", "--json", "--", "/usr/bin/python3.11", "-c", "1"]));
+        outcome.assert_success();
+        let report: Value = serde_json::from_str(&outcome.stdout).unwrap();
+        let python = report["runtimes"]
+            .as_array()
+            .and_then(|r| r.iter().find(|h| h["id"] == "python"))
+            .unwrap_or_else(|| panic!("no python hint\n{report:#}"));
+        assert!(
+            python["summary"].as_str().unwrap().contains("CPython 3.11"),
+            "{python}"
+        );
+    } else {
+        eprintln!("skipped the python part: no /usr/bin/python3.11");
+    }
+}

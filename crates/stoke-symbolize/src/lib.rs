@@ -30,6 +30,7 @@ mod debuginfo;
 mod demangle;
 mod dwarf;
 mod elf;
+mod inspect;
 mod jit;
 mod kernel;
 mod module;
@@ -44,6 +45,7 @@ use std::path::{Path, PathBuf};
 
 use stoke_model::{BuildId, FrameAddress, Pid};
 
+pub use crate::inspect::{inspect_module, ModuleFacts};
 use crate::jit::{JitMap, MapError, Stamp};
 use crate::kernel::KernelSymbols;
 use crate::module::{Module, ModuleSource};
