@@ -1,7 +1,8 @@
 //! Kernel symbols from `/proc/kallsyms`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use crate::readahead::{ReadAhead, StopFlag};
 use crate::UnknownReason;
 
 /// The kernel's symbol list.
@@ -41,11 +42,69 @@ pub(crate) fn hidden_message(kptr_restrict: Option<u32>) -> String {
 /// attributed to it (kallsyms has no sizes).
 const MAX_DISTANCE: u64 = 1 << 20;
 
+/// How many lines are parsed between two looks at the stop flag.
+const LINES_PER_CHECK: usize = 4096;
+
+/// Kernel symbols for a symbolizer: read when first needed, or ahead of
+/// need at idle priority ([`Kernel::prefetch`]).
+///
+/// Reading `/proc/kallsyms` costs about 60 ms of CPU in the kernel, which
+/// generates the text on each read, and 10 ms to parse. Done ahead, on a
+/// CPU the target leaves idle, this is off the path from the end of
+/// recording to the outputs. On a machine kept busy the read-ahead may not
+/// run at all, so it is never waited for: what it has not finished when
+/// the symbols are needed is done at once on the calling thread.
+pub(crate) struct Kernel {
+    path: PathBuf,
+    loaded: Option<Result<KernelSymbols, UnknownReason>>,
+    ahead: Option<ReadAhead<Result<KernelSymbols, UnknownReason>>>,
+}
+
+impl Kernel {
+    /// The running kernel's symbols, not read yet.
+    pub(crate) fn new() -> Kernel {
+        Kernel::from_path(Path::new(KALLSYMS))
+    }
+
+    /// Symbols from a file in the format of `/proc/kallsyms`.
+    pub(crate) fn from_path(path: &Path) -> Kernel {
+        Kernel {
+            path: path.to_path_buf(),
+            loaded: None,
+            ahead: None,
+        }
+    }
+
+    /// Starts reading the symbols on an idle-priority thread, unless they
+    /// are read or being read already.
+    pub(crate) fn prefetch(&mut self) {
+        if self.loaded.is_none() && self.ahead.is_none() {
+            let path = self.path.clone();
+            self.ahead = ReadAhead::spawn("stoke-kallsyms", move |stop| {
+                KernelSymbols::load(&path, stop)
+            });
+        }
+    }
+
+    /// The symbols: the read-ahead's if it has finished, else read now.
+    pub(crate) fn symbols(&mut self) -> &Result<KernelSymbols, UnknownReason> {
+        let ahead = &mut self.ahead;
+        let path = &self.path;
+        self.loaded.get_or_insert_with(|| {
+            ahead
+                .take()
+                .and_then(ReadAhead::take)
+                .or_else(|| KernelSymbols::load(path, &StopFlag::default()))
+                .unwrap_or(Err(UnknownReason::KernelSymbolsHidden))
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     address: u64,
-    name_start: usize,
-    name_end: usize,
+    name_start: u32,
+    name_len: u32,
 }
 
 /// Kernel text symbols sorted by address.
@@ -57,63 +116,119 @@ pub(crate) struct KernelSymbols {
 
 impl KernelSymbols {
     /// Reads and parses a kallsyms file; unreadable or all-zero addresses
-    /// (`kptr_restrict`) mean the symbols are hidden.
-    pub(crate) fn load(path: &Path) -> Result<KernelSymbols, UnknownReason> {
-        let file = std::fs::File::open(path).map_err(|_| UnknownReason::KernelSymbolsHidden)?;
-        // Streamed: the whole text is ~7 MB, the kept names a third of it.
-        let symbols = KernelSymbols::parse(std::io::BufReader::with_capacity(1 << 16, file))
-            .map_err(|_| UnknownReason::KernelSymbolsHidden)?;
-        if symbols.entries.is_empty() {
-            return Err(UnknownReason::KernelSymbolsHidden);
+    /// (`kptr_restrict`) mean the symbols are hidden. `None` when `stop`
+    /// was set before the end.
+    pub(crate) fn load(
+        path: &Path,
+        stop: &StopFlag,
+    ) -> Option<Result<KernelSymbols, UnknownReason>> {
+        let Ok(file) = std::fs::File::open(path) else {
+            return Some(Err(UnknownReason::KernelSymbolsHidden));
+        };
+        // Streamed: the whole text is ~5 MB, the kept names under half of it.
+        let reader = std::io::BufReader::with_capacity(1 << 16, file);
+        match KernelSymbols::parse(reader, stop) {
+            Ok(Some(symbols)) if !symbols.entries.is_empty() => Some(Ok(symbols)),
+            Ok(None) => None,
+            Ok(Some(_)) | Err(_) => Some(Err(UnknownReason::KernelSymbolsHidden)),
         }
-        Ok(symbols)
     }
 
-    fn parse(mut input: impl std::io::BufRead) -> std::io::Result<KernelSymbols> {
+    /// Parses `ADDRESS TYPE NAME [MODULE]` lines, keeping text symbols.
+    fn parse(
+        mut input: impl std::io::BufRead,
+        stop: &StopFlag,
+    ) -> std::io::Result<Option<KernelSymbols>> {
         let mut names = String::new();
-        let mut entries = Vec::new();
-        let mut line = String::new();
-        while input.read_line(&mut line)? > 0 {
-            let mut fields = line.split_whitespace();
-            if let (Some(address), Some("t" | "T" | "w" | "W"), Some(name)) =
-                (fields.next(), fields.next(), fields.next())
-            {
-                if let Ok(address @ 1..) = u64::from_str_radix(address, 16) {
-                    let name_start = names.len();
-                    names.push_str(name);
-                    entries.push(Entry {
-                        address,
-                        name_start,
-                        name_end: names.len(),
-                    });
-                }
+        let mut entries: Vec<Entry> = Vec::new();
+        let mut line = Vec::with_capacity(256);
+        let mut count = 0usize;
+        while input.read_until(b'\n', &mut line)? > 0 {
+            count += 1;
+            if count.is_multiple_of(LINES_PER_CHECK) && stop.is_set() {
+                return Ok(None);
+            }
+            if let Some((address, name)) = text_symbol(&line) {
+                let name_start = names.len() as u32;
+                names.push_str(name);
+                entries.push(Entry {
+                    address,
+                    name_start,
+                    name_len: name.len() as u32,
+                });
             }
             line.clear();
         }
-        // Aliases at one address: prefer fewer leading underscores, then shorter.
-        let name = |e: &Entry| &names[e.name_start..e.name_end];
-        entries.sort_by(|a, b| {
-            let key = |e: &Entry| {
-                let n = name(e);
-                (
-                    e.address,
-                    n.bytes().take_while(|&b| b == b'_').count(),
-                    n.len(),
-                )
-            };
-            key(a).cmp(&key(b)).then_with(|| name(a).cmp(name(b)))
-        });
-        entries.dedup_by_key(|e| e.address);
-        entries.shrink_to_fit();
-        Ok(KernelSymbols { names, entries })
+        let mut symbols = KernelSymbols { names, entries };
+        symbols.sort_and_pick_aliases();
+        Ok(Some(symbols))
+    }
+
+    /// Sorts by address (the core kernel comes sorted, modules follow) and
+    /// keeps one name per address: fewer leading underscores, then shorter.
+    fn sort_and_pick_aliases(&mut self) {
+        let names = &self.names;
+        let name = |e: &Entry| &names[e.name_start as usize..(e.name_start + e.name_len) as usize];
+        if !self.entries.is_sorted_by_key(|e| e.address) {
+            self.entries.sort_by_key(|e| e.address);
+        }
+        let key = |e: &Entry| {
+            let n = name(e);
+            (n.bytes().take_while(|&b| b == b'_').count(), n.len(), n)
+        };
+        let mut kept = 0;
+        for i in 0..self.entries.len() {
+            let entry = self.entries[i];
+            if kept > 0 && self.entries[kept - 1].address == entry.address {
+                if key(&entry) < key(&self.entries[kept - 1]) {
+                    self.entries[kept - 1] = entry;
+                }
+            } else {
+                self.entries[kept] = entry;
+                kept += 1;
+            }
+        }
+        self.entries.truncate(kept);
+        self.entries.shrink_to_fit();
     }
 
     pub(crate) fn lookup(&self, address: u64) -> Option<&str> {
         let i = self.entries.partition_point(|e| e.address <= address);
         let entry = self.entries[..i].last()?;
-        (address - entry.address < MAX_DISTANCE)
-            .then(|| &self.names[entry.name_start..entry.name_end])
+        (address - entry.address < MAX_DISTANCE).then(|| {
+            &self.names[entry.name_start as usize..(entry.name_start + entry.name_len) as usize]
+        })
     }
+}
+
+/// The address and name of a text symbol's line (`t`, `T`, `w`, `W`, with
+/// a non-zero address): `ADDRESS TYPE NAME[\t[MODULE]]\n`.
+fn text_symbol(line: &[u8]) -> Option<(u64, &str)> {
+    let space = line.iter().position(|&b| b == b' ')?;
+    let (address, rest) = line.split_at(space);
+    let [b' ', kind, b' ', rest @ ..] = rest else {
+        return None;
+    };
+    if !matches!(kind, b't' | b'T' | b'w' | b'W') {
+        return None;
+    }
+    let end = rest
+        .iter()
+        .position(|&b| b.is_ascii_whitespace())
+        .unwrap_or(rest.len());
+    let address = parse_hex(address).filter(|&a| a != 0)?;
+    Some((address, std::str::from_utf8(&rest[..end]).ok()?))
+}
+
+/// A hexadecimal number of at most 16 digits.
+fn parse_hex(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() || digits.len() > 16 {
+        return None;
+    }
+    digits.iter().try_fold(0u64, |value, &b| {
+        let digit = (b as char).to_digit(16)?;
+        Some(value << 4 | u64::from(digit))
+    })
 }
 
 #[cfg(test)]
@@ -129,9 +244,15 @@ ffffffff81003000 T schedule
 ffffffffc0000000 t ext4_foo\t[ext4]
 ";
 
+    fn parse(text: &str) -> KernelSymbols {
+        KernelSymbols::parse(text.as_bytes(), &StopFlag::default())
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
     fn lookups_find_the_preceding_text_symbol() {
-        let syms = KernelSymbols::parse(SAMPLE.as_bytes()).unwrap();
+        let syms = parse(SAMPLE);
         assert_eq!(syms.lookup(0xffffffff81000010), Some("_text"));
         assert_eq!(syms.lookup(0xffffffff81002010), Some("do_one_initcall"));
         assert_eq!(syms.lookup(0xffffffff81003004), Some("schedule"));
@@ -155,9 +276,74 @@ ffffffffc0000000 t ext4_foo\t[ext4]
     #[test]
     fn zero_addresses_mean_hidden() {
         let hidden = "0000000000000000 T _text\n0000000000000000 T schedule\n";
-        assert!(KernelSymbols::parse(hidden.as_bytes())
+        assert!(parse(hidden).entries.is_empty());
+    }
+
+    #[test]
+    fn aliases_prefer_fewer_underscores_then_shorter_names_in_any_order() {
+        let syms = parse(
+            "ffffffff81003000 T __x64_sys_read\n\
+             ffffffff81001000 T __schedule\n\
+             ffffffff81001000 T schedule_long\n\
+             ffffffff81001000 T schedule\n\
+             ffffffff81003000 T ksys_read\n",
+        );
+        assert_eq!(syms.entries.len(), 2);
+        assert_eq!(syms.lookup(0xffffffff81001004), Some("schedule"));
+        assert_eq!(syms.lookup(0xffffffff81003004), Some("ksys_read"));
+    }
+
+    /// The file every lookup test reads: two text symbols.
+    fn fake_kallsyms(dir: &Path) -> PathBuf {
+        let path = dir.join("kallsyms");
+        std::fs::write(&path, SAMPLE).unwrap();
+        path
+    }
+
+    /// On a machine kept busy the idle-priority read-ahead may never run:
+    /// the symbols must then be read at once, not waited for. Here the
+    /// read-ahead is held back until the test lets it go; before the
+    /// symbols were read on the caller's thread, this hung.
+    #[test]
+    fn a_starved_read_ahead_is_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut kernel = Kernel::from_path(&fake_kallsyms(dir.path()));
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let (report, stopped) = std::sync::mpsc::channel();
+        kernel.ahead = ReadAhead::spawn("test-kallsyms", move |stop| {
+            gate.recv().unwrap();
+            report.send(stop.is_set()).unwrap();
+            None
+        });
+        let symbols = kernel.symbols().as_ref().unwrap();
+        assert_eq!(symbols.lookup(0xffffffff81003004), Some("schedule"));
+        release.send(()).unwrap();
+        assert!(
+            stopped.recv().unwrap(),
+            "the read-ahead was not told to stop"
+        );
+    }
+
+    #[test]
+    fn a_finished_read_ahead_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut kernel = Kernel::from_path(&fake_kallsyms(dir.path()));
+        let parsed = parse("ffffffff81000000 T only_from_the_read_ahead\n");
+        kernel.ahead = Some(ReadAhead::finished(Ok(parsed)));
+        let symbols = kernel.symbols().as_ref().unwrap();
+        assert_eq!(
+            symbols.lookup(0xffffffff81000004),
+            Some("only_from_the_read_ahead")
+        );
+    }
+
+    #[test]
+    fn a_stopped_parse_gives_nothing() {
+        let stop = StopFlag::default();
+        stop.set();
+        let text = SAMPLE.repeat(LINES_PER_CHECK);
+        assert!(KernelSymbols::parse(text.as_bytes(), &stop)
             .unwrap()
-            .entries
-            .is_empty());
+            .is_none());
     }
 }

@@ -34,6 +34,7 @@ mod inspect;
 mod jit;
 mod kernel;
 mod module;
+mod readahead;
 mod symtab;
 mod sys;
 mod vdso;
@@ -47,7 +48,7 @@ use stoke_model::{BuildId, FrameAddress, Pid};
 
 pub use crate::inspect::{inspect_module, ModuleFacts};
 use crate::jit::{JitMap, MapError, Stamp};
-use crate::kernel::KernelSymbols;
+use crate::kernel::Kernel;
 use crate::module::{Module, ModuleSource};
 
 /// Options of a [`Symbolizer`].
@@ -172,9 +173,7 @@ pub struct Symbolizer {
     modules: Vec<Result<Module, UnknownReason>>,
     by_file: HashMap<FileId, usize>,
     by_build_id: HashMap<Vec<u8>, usize>,
-    kernel: Option<Result<KernelSymbols, UnknownReason>>,
-    /// Kernel symbols being read on another thread ([`Symbolizer::prefetch_kernel`]).
-    kernel_loading: Option<std::thread::JoinHandle<Result<KernelSymbols, UnknownReason>>>,
+    kernel: Kernel,
     /// stoke's own vDSO, loaded on first use.
     vdso: Option<Result<Module, UnknownReason>>,
     jit: HashMap<PathBuf, (Stamp, JitMap)>,
@@ -189,8 +188,7 @@ impl Symbolizer {
             modules: Vec::new(),
             by_file: HashMap::new(),
             by_build_id: HashMap::new(),
-            kernel: None,
-            kernel_loading: None,
+            kernel: Kernel::new(),
             vdso: None,
             jit: HashMap::new(),
             warnings: Vec::new(),
@@ -262,21 +260,12 @@ impl Symbolizer {
     }
 
     /// Starts reading `/proc/kallsyms` on another thread at idle priority, so
-    /// that the ~50 ms the kernel takes to produce it overlap recording
-    /// (on a spare CPU) instead of delaying the output. [`Symbolizer::symbolize_kernel`] waits for it.
+    /// that the ~70 ms it takes overlap recording on a spare CPU instead of
+    /// delaying the output. Never waited for: if it has not finished when
+    /// [`Symbolizer::symbolize_kernel`] needs it (every CPU was busy), that
+    /// reads the symbols itself.
     pub fn prefetch_kernel(&mut self) {
-        if self.kernel.is_none() && self.kernel_loading.is_none() {
-            let thread = std::thread::Builder::new()
-                .name("stoke-kallsyms".into())
-                .spawn(|| {
-                    // Only idle CPU: on a machine the target keeps busy, the
-                    // read waits until recording ends rather than slow it.
-                    sys::idle_priority_for_this_thread();
-                    KernelSymbols::load(Path::new(kernel::KALLSYMS))
-                });
-            // Without a thread, symbolize_kernel loads them itself.
-            self.kernel_loading = thread.ok();
-        }
+        self.kernel.prefetch();
     }
 
     /// Symbolizes kernel addresses with `/proc/kallsyms`.
@@ -284,15 +273,7 @@ impl Symbolizer {
         if addresses.is_empty() {
             return Vec::new();
         }
-        if let Some(thread) = self.kernel_loading.take() {
-            if let Ok(loaded) = thread.join() {
-                self.kernel = Some(loaded);
-            }
-        }
-        let symbols = self
-            .kernel
-            .get_or_insert_with(|| KernelSymbols::load(Path::new(kernel::KALLSYMS)));
-        let symbols = match symbols {
+        let symbols = match self.kernel.symbols() {
             Ok(symbols) => symbols,
             Err(reason) => {
                 let reason = reason.clone();
@@ -508,8 +489,7 @@ mod tests {
         )
         .unwrap();
         let mut s = Symbolizer::new(SymbolizeOptions::default());
-        s.kernel = Some(KernelSymbols::load(&fake));
-        std::fs::remove_dir_all(&dir).unwrap();
+        s.kernel = Kernel::from_path(&fake);
         for _ in 0..2 {
             let out = s.symbolize_kernel(&[0xffff_ffff_8100_0010]);
             assert_eq!(
@@ -517,6 +497,7 @@ mod tests {
                 [Symbolized::Unknown(UnknownReason::KernelSymbolsHidden)]
             );
         }
+        std::fs::remove_dir_all(&dir).unwrap();
         let warnings = s.warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(

@@ -10,3 +10,10 @@ pub(crate) fn idle_priority_for_this_thread() {
     // thread's scheduling class.
     let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
 }
+
+/// Whether the calling thread runs at `SCHED_IDLE`.
+#[cfg(test)]
+pub(crate) fn this_thread_is_idle_priority() -> bool {
+    // SAFETY: pid 0 names the calling thread; the call only reads its policy.
+    unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
+}
