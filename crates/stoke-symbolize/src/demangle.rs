@@ -2,8 +2,12 @@
 
 /// Demangles `name` if it is a Rust or C++ mangled name; returns it as is
 /// otherwise. With `strip_rust_hash`, Rust legacy hashes (`::h0123…`) and v0
-/// crate disambiguators are left out.
+/// crate disambiguators are left out. A PLT stub's `@plt` suffix is kept
+/// after the demangled target.
 pub(crate) fn demangle(name: &str, strip_rust_hash: bool) -> String {
+    if let Some(target) = name.strip_suffix("@plt") {
+        return format!("{}@plt", demangle(target, strip_rust_hash));
+    }
     if let Ok(rust) = rustc_demangle::try_demangle(name) {
         return if strip_rust_hash {
             format!("{rust:#}")
@@ -61,5 +65,15 @@ mod tests {
         assert_eq!(demangle("malloc", true), "malloc");
         assert_eq!(demangle("compute.cold", true), "compute.cold");
         assert_eq!(demangle("_Znot a name", true), "_Znot a name");
+    }
+
+    #[test]
+    fn plt_stubs_demangle_their_target() {
+        assert_eq!(demangle("_ZN3foo3barEv@plt", true), "foo::bar()@plt");
+        assert_eq!(
+            demangle("_ZN4core3ptr13drop_in_place17h0123456789abcdefE@plt", true),
+            "core::ptr::drop_in_place@plt"
+        );
+        assert_eq!(demangle("puts@plt", true), "puts@plt");
     }
 }

@@ -34,6 +34,7 @@ mod inspect;
 mod jit;
 mod kernel;
 mod module;
+mod plt;
 mod readahead;
 mod symtab;
 mod sys;

@@ -8,6 +8,7 @@ use crate::debuginfo::DebugSearch;
 use crate::demangle::demangle;
 use crate::dwarf::{self, DwarfFrame};
 use crate::elf::{offset_to_svma, svma_to_offset, ElfImage, LoadError, Segment};
+use crate::plt::CodeLayout;
 use crate::symtab::{SymbolSource, SymbolTable};
 use crate::{SymbolFrame, SymbolizeOptions, Symbolized, UnknownReason};
 
@@ -87,7 +88,7 @@ impl Module {
             raw.extend(extra.symbols(SymbolSource::Symtab));
         }
         raw.extend(binary.symbols(SymbolSource::Dynsym));
-        let symbols = SymbolTable::build(raw);
+        let symbols = SymbolTable::build(raw, &CodeLayout::of(&binary));
 
         Ok(Module {
             segments: binary.segments.clone(),
@@ -108,7 +109,7 @@ impl Module {
             segments: image.segments.clone(),
             build_id: image.build_id.clone(),
             dwarf: None,
-            symbols: SymbolTable::build(raw),
+            symbols: SymbolTable::build(raw, &CodeLayout::of(image)),
             functions: FunctionBounds::load(image),
             warnings: Vec::new(),
         }

@@ -1,4 +1,7 @@
-//! ELF symbol tables merged into one sorted table for address lookups.
+//! ELF symbol tables merged into one sorted table for address lookups,
+//! with the PLT stubs no table names, each symbol bounded by its section.
+
+use crate::plt::{CodeLayout, StubTarget};
 
 /// Which ELF table a symbol came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,7 +52,11 @@ impl RawSymbol<'_> {
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     address: u64,
+    /// `st_size`; 0 when unknown.
     size: u64,
+    /// Where the symbol's coverage ends: its size, or for an unsized symbol
+    /// the end of its section; never past the end of its section.
+    end: u64,
     name_start: usize,
     name_end: usize,
 }
@@ -68,8 +75,10 @@ const ENCLOSING_LOOKBACK: usize = 16;
 impl SymbolTable {
     /// Builds the table from symbols of any tables, aliases resolved by
     /// preference (`.symtab` over `.dynsym`, functions over labels, global
-    /// over weak over local, fewer leading underscores, shorter).
-    pub(crate) fn build(mut symbols: Vec<RawSymbol<'_>>) -> SymbolTable {
+    /// over weak over local, fewer leading underscores, shorter), with the
+    /// PLT stubs of `layout` added (a stub wins over a symbol at its
+    /// address) and every symbol bounded by the code section holding it.
+    pub(crate) fn build(mut symbols: Vec<RawSymbol<'_>>, layout: &CodeLayout) -> SymbolTable {
         symbols.sort_by(|a, b| {
             a.address
                 .cmp(&b.address)
@@ -83,18 +92,78 @@ impl SymbolTable {
                     continue;
                 }
             }
-            let name_start = table.names.len();
-            table.names.push_str(sym.name);
-            table.entries.push(Entry {
-                address: sym.address,
-                size: sym.size,
-                name_start,
-                name_end: table.names.len(),
-            });
+            table.push(sym.address, sym.size, sym.name);
+        }
+        table.add_stubs(layout);
+        for entry in &mut table.entries {
+            let section_end = layout.section_end(entry.address).unwrap_or(u64::MAX);
+            entry.end = match entry.size {
+                0 => section_end,
+                size => entry.address.saturating_add(size).min(section_end),
+            };
         }
         table.entries.shrink_to_fit();
         table.names.shrink_to_fit();
         table
+    }
+
+    fn push(&mut self, address: u64, size: u64, name: &str) {
+        let name_start = self.names.len();
+        self.names.push_str(name);
+        self.entries.push(Entry {
+            address,
+            size,
+            end: 0,
+            name_start,
+            name_end: self.names.len(),
+        });
+    }
+
+    /// Adds the PLT stubs as symbols named `TARGET@plt`, an ifunc's target
+    /// named as the symbol table names its resolver.
+    fn add_stubs(&mut self, layout: &CodeLayout) {
+        let stubs = layout.stubs();
+        if stubs.is_empty() {
+            return;
+        }
+        let symbols = self.entries.len();
+        for stub in stubs {
+            let name = match &stub.target {
+                StubTarget::Symbol(name) => format!("{name}@plt"),
+                StubTarget::Ifunc(resolver) => match self.name_at(*resolver) {
+                    Some(name) => format!("{name}@plt"),
+                    None => format!("*ABS*+{resolver:#x}@plt"),
+                },
+                StubTarget::Section(section) => format!("[{section}]"),
+            };
+            self.push(stub.address, stub.size, &name);
+        }
+        let (own, added) = self.entries.split_at(symbols);
+        let mut merged = Vec::with_capacity(self.entries.len());
+        let (mut i, mut j) = (0, 0);
+        while i < own.len() || j < added.len() {
+            let take_stub =
+                j < added.len() && (i == own.len() || added[j].address <= own[i].address);
+            if take_stub {
+                // A symbol at the stub's own address gives way to it.
+                while i < own.len() && own[i].address == added[j].address {
+                    i += 1;
+                }
+                merged.push(added[j]);
+                j += 1;
+            } else {
+                merged.push(own[i]);
+                i += 1;
+            }
+        }
+        self.entries = merged;
+    }
+
+    /// The name of the symbol starting exactly at `address`.
+    fn name_at(&self, address: u64) -> Option<&str> {
+        let i = self.entries.partition_point(|e| e.address < address);
+        let entry = self.entries.get(i).filter(|e| e.address == address)?;
+        Some(&self.names[entry.name_start..entry.name_end])
     }
 
     /// Number of distinct symbol addresses.
@@ -104,14 +173,14 @@ impl SymbolTable {
     }
 
     /// The symbol covering `address`, with the offset into it: the nearest
-    /// preceding symbol if its size covers the address (an unsized symbol
-    /// covers up to the next one), else an enclosing sized symbol shortly
-    /// before it.
+    /// preceding symbol if it covers the address (an unsized symbol covers
+    /// up to the next one or the end of its section), else an enclosing
+    /// sized symbol shortly before it.
     pub(crate) fn lookup(&self, address: u64) -> Option<(&str, u64)> {
         let i = self.entries.partition_point(|e| e.address <= address);
         let nearest = self.entries[..i].last()?;
-        let covers = |e: &Entry| address - e.address < e.size;
-        let entry = if nearest.size == 0 || covers(nearest) {
+        let covers = |e: &Entry| address < e.end;
+        let entry = if covers(nearest) {
             nearest
         } else {
             self.entries[..i - 1]
@@ -144,11 +213,14 @@ mod tests {
 
     #[test]
     fn sized_symbols_cover_only_their_range() {
-        let table = SymbolTable::build(vec![
-            sym(0x200, 0x10, "b", SymbolSource::Symtab),
-            sym(0x100, 0x80, "a", SymbolSource::Symtab),
-            sym(0x300, 0, "label", SymbolSource::Symtab),
-        ]);
+        let table = SymbolTable::build(
+            vec![
+                sym(0x200, 0x10, "b", SymbolSource::Symtab),
+                sym(0x100, 0x80, "a", SymbolSource::Symtab),
+                sym(0x300, 0, "label", SymbolSource::Symtab),
+            ],
+            &CodeLayout::default(),
+        );
         assert_eq!(table.lookup(0xff), None);
         assert_eq!(table.lookup(0x100), Some(("a", 0)));
         assert_eq!(table.lookup(0x17f), Some(("a", 0x7f)));
@@ -160,22 +232,85 @@ mod tests {
 
     #[test]
     fn aliases_prefer_symtab_and_plain_names() {
-        let table = SymbolTable::build(vec![
-            sym(0x100, 0x40, "__libc_malloc", SymbolSource::Symtab),
-            sym(0x100, 0x40, "malloc", SymbolSource::Dynsym),
-            sym(0x100, 0x40, "malloc", SymbolSource::Symtab),
-        ]);
+        let table = SymbolTable::build(
+            vec![
+                sym(0x100, 0x40, "__libc_malloc", SymbolSource::Symtab),
+                sym(0x100, 0x40, "malloc", SymbolSource::Dynsym),
+                sym(0x100, 0x40, "malloc", SymbolSource::Symtab),
+            ],
+            &CodeLayout::default(),
+        );
         assert_eq!(table.len(), 1);
         assert_eq!(table.lookup(0x120), Some(("malloc", 0x20)));
     }
 
     #[test]
     fn nested_symbols_fall_back_to_the_enclosing_one() {
-        let table = SymbolTable::build(vec![
-            sym(0x100, 0x100, "outer", SymbolSource::Symtab),
-            sym(0x140, 0x10, "inner", SymbolSource::Symtab),
-        ]);
+        let table = SymbolTable::build(
+            vec![
+                sym(0x100, 0x100, "outer", SymbolSource::Symtab),
+                sym(0x140, 0x10, "inner", SymbolSource::Symtab),
+            ],
+            &CodeLayout::default(),
+        );
         assert_eq!(table.lookup(0x145), Some(("inner", 5)));
         assert_eq!(table.lookup(0x160), Some(("outer", 0x60)));
+    }
+
+    #[test]
+    fn no_symbol_stretches_past_the_end_of_its_section() {
+        // .init [0x1000, 0x1017) with the unsized _init, .plt [0x1020,
+        // 0x1040) with no symbol, .text from 0x1040.
+        let layout = CodeLayout::new(vec![0x1000..0x1017, 0x1020..0x1040, 0x1040..0x2000], vec![]);
+        let table = SymbolTable::build(
+            vec![
+                sym(0x1000, 0, "_init", SymbolSource::Symtab),
+                sym(0x1040, 0, "_start", SymbolSource::Symtab),
+                sym(0x1100, 0x1000, "too_big", SymbolSource::Symtab),
+            ],
+            &layout,
+        );
+        assert_eq!(table.lookup(0x1016), Some(("_init", 0x16)));
+        assert_eq!(table.lookup(0x1017), None);
+        assert_eq!(table.lookup(0x1030), None);
+        assert_eq!(table.lookup(0x1050), Some(("_start", 0x10)));
+        assert_eq!(table.lookup(0x1fff), Some(("too_big", 0xeff)));
+        assert_eq!(table.lookup(0x2000), None);
+    }
+
+    #[test]
+    fn plt_stubs_are_named_for_their_targets() {
+        use crate::plt::Stub;
+        let stub = |address, target| Stub {
+            address,
+            size: 16,
+            target,
+        };
+        let layout = CodeLayout::new(
+            vec![0x1000..0x1017, 0x1020..0x1060, 0x1060..0x2000],
+            vec![
+                stub(0x1020, StubTarget::Section(".plt")),
+                stub(0x1030, StubTarget::Symbol("puts".into())),
+                stub(0x1040, StubTarget::Ifunc(0x1100)),
+                stub(0x1050, StubTarget::Ifunc(0x1234)),
+            ],
+        );
+        let mut resolver = sym(0x1100, 0x20, "memcpy", SymbolSource::Dynsym);
+        resolver.is_function = true;
+        let table = SymbolTable::build(
+            vec![
+                sym(0x1000, 0, "_init", SymbolSource::Symtab),
+                sym(0x1030, 0, "label_in_the_plt", SymbolSource::Symtab),
+                resolver,
+            ],
+            &layout,
+        );
+        assert_eq!(table.lookup(0x1024), Some(("[.plt]", 4)));
+        assert_eq!(table.lookup(0x1030), Some(("puts@plt", 0)));
+        assert_eq!(table.lookup(0x103f), Some(("puts@plt", 0xf)));
+        assert_eq!(table.lookup(0x1044), Some(("memcpy@plt", 4)));
+        assert_eq!(table.lookup(0x1050), Some(("*ABS*+0x1234@plt", 0)));
+        assert_eq!(table.lookup(0x1060), None);
+        assert_eq!(table.lookup(0x1104), Some(("memcpy", 4)));
     }
 }

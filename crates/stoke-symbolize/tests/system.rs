@@ -277,7 +277,7 @@ fn fde_ranges(binary: &Path) -> Vec<(u64, u64)> {
 
 #[test]
 fn stripped_liblzma_static_functions_merge_by_fde() {
-    use object::{Object, ObjectSymbol};
+    use object::{Object, ObjectSection, ObjectSymbol};
     let lzma = Path::new("/usr/lib/x86_64-linux-gnu/liblzma.so.5");
     let bytes = std::fs::read(lzma).unwrap();
     let obj = object::File::parse(&*bytes).unwrap();
@@ -287,11 +287,14 @@ fn stripped_liblzma_static_functions_merge_by_fde() {
         .filter(|s| s.size() > 0)
         .map(|s| (s.address(), s.address() + s.size()))
         .collect();
-    // Static functions: FDEs no exported symbol overlaps, big enough to
-    // hold two distinct addresses.
+    // Static functions: FDEs in .text (the PLT has one too, and its stubs
+    // are named) no exported symbol overlaps, big enough to hold two
+    // distinct addresses.
+    let text = obj.section_by_name(".text").unwrap();
+    let text = text.address()..text.address() + text.size();
     let statics: Vec<(u64, u64)> = fde_ranges(lzma)
         .into_iter()
-        .filter(|&(start, end)| end - start >= 16)
+        .filter(|&(start, end)| end - start >= 16 && text.contains(&start))
         .filter(|&(start, end)| !exported.iter().any(|&(s, e)| s < end && start < e))
         .collect();
     assert!(statics.len() >= 2, "{statics:?}");
@@ -373,5 +376,41 @@ fn vdso_functions_are_named_without_their_prefix() {
     assert!(
         matches!(&out[0], Symbolized::Unknown(UnknownReason::FileUnavailable(m)) if m.contains("[vdso]")),
         "{out:?}"
+    );
+}
+
+/// libc calls its own ifuncs (`memcpy`, `strlen`, …) through its PLT, whose
+/// slots `IRELATIVE` relocations fill: every stub is named after the
+/// ifunc, never `*ABS*+0x…@plt`, and no byte of the PLT is left unnamed
+/// (it read `libc.so.6+0x26000`, the start of the FDE covering `.plt`).
+#[test]
+fn libc_plt_stubs_are_named_after_its_ifuncs() {
+    use object::{Object, ObjectSection};
+    let libc = libc();
+    let bytes = std::fs::read(libc).unwrap();
+    let obj = object::File::parse(&*bytes).unwrap();
+    let Some(plt) = obj.section_by_name(".plt") else {
+        eprintln!("skipped: {} has no .plt", libc.display());
+        return;
+    };
+    // The header (the lazy-binding jump into ld.so) is not a stub.
+    let addresses: Vec<u64> = (plt.address() + 16..plt.address() + plt.size()).collect();
+    let mut s = symbolizer();
+    let out = symbolize_at(&mut s, libc, &addresses);
+    let mut names = Vec::new();
+    for (address, result) in addresses.iter().zip(&out) {
+        let name = outer_name(result).unwrap_or_else(|| panic!("{address:#x}: {result:?}"));
+        assert!(
+            name.ends_with("@plt") && !name.starts_with("*ABS*"),
+            "{address:#x}: {name}"
+        );
+        names.push(name.to_string());
+    }
+    names.dedup();
+    assert!(
+        names
+            .iter()
+            .any(|n| n == "strnlen@plt" || n == "memcpy@plt"),
+        "{names:?}"
     );
 }
