@@ -618,3 +618,55 @@ fn the_readmes_python_example_names_plt_stubs() {
     }
     assert!(counts.keys().any(|f| f.ends_with("@plt")), "{counts:?}");
 }
+
+/// A target of another user that exits during the recording: its perf map
+/// is read after it is gone, when `/proc/PID` no longer says who owned it.
+/// The owner was remembered when recording started, so the map, owned by
+/// that user, is used (it was refused: "owned by uid 65534, not by root or
+/// the target's owner").
+#[test]
+fn the_perf_map_of_a_target_that_exited_during_recording_is_used() {
+    use std::io::BufRead;
+    use std::os::unix::fs::PermissionsExt;
+    if !is_root() || find_in_path("setpriv").is_none() {
+        return skip("exited target's map", "needs root and setpriv(1)");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let fixture = dir.path().join("jit_map");
+    std::fs::copy(c_fixture("jit_map", Build::FramePointers), &fixture).unwrap();
+    // The shell reaps the fixture as soon as it exits, before stoke names.
+    let mut user = Command::new("setpriv")
+        .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+        .args(["sh", "-c", "\"$0\" ok 1 & wait"])
+        .arg(&fixture)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("setpriv");
+    let mut line = String::new();
+    std::io::BufReader::new(user.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let left = LeftFiles::from_stdout(&line);
+    let pid = line
+        .trim_end()
+        .strip_prefix("map /tmp/perf-")
+        .and_then(|l| l.strip_suffix(".map"))
+        .unwrap_or_else(|| panic!("{line:?}"))
+        .to_string();
+    let recording = record_command(&["-p", &pid], &[] as &[&str]);
+    let _ = user.wait();
+    assert_eq!(left.0.len(), 1);
+    let named = leaf_count(&recording.folded, "stoke_jit_spin_[j]");
+    assert!(
+        named * 4 >= recording.folded.total(),
+        "stoke_jit_spin named in {named} of {} samples\n{}",
+        recording.folded.total(),
+        recording.outcome
+    );
+    assert!(
+        !recording.outcome.stderr.contains("refused"),
+        "{}",
+        recording.outcome
+    );
+}

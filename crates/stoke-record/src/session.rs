@@ -109,6 +109,8 @@ impl Session {
         } = started;
         let aggregator = Aggregator::new(options.unwind);
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
+        // Its perf map may be read after it exited: trust its owner's.
+        symbolizer.remember_owner(sampler.target());
         if options.sampler.kernel {
             symbolizer.prefetch_kernel();
         }

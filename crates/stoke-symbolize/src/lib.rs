@@ -20,7 +20,11 @@
 //! - Debug info is used only when it provably belongs to the binary (same
 //!   build-id, or the debuglink's CRC32).
 //! - Perf maps are opened without following symlinks and only when owned by
-//!   root or the target's owner; a refusal is a value plus a warning.
+//!   root or the target's owner; a refusal is a value plus a warning. They
+//!   are read up to a bounded size ([`Symbolizer::symbolize_jit`]).
+//! - Nothing a caller waits for runs at idle priority: the kernel-symbol
+//!   read-ahead ([`Symbolizer::prefetch_kernel`]) is left behind, not
+//!   joined, when it has not finished.
 //!
 //! Left to the caller: rendering misses, marking kernel frames (`_[k]`), and
 //! which mapping an absolute address belongs to.
@@ -178,6 +182,8 @@ pub struct Symbolizer {
     /// stoke's own vDSO, loaded on first use.
     vdso: Option<Result<Module, UnknownReason>>,
     jit: HashMap<PathBuf, (Stamp, JitMap)>,
+    /// Owners of the targets, remembered while they ran ([`Symbolizer::remember_owner`]).
+    target_owners: Vec<u32>,
     warnings: Vec<String>,
 }
 
@@ -192,6 +198,7 @@ impl Symbolizer {
             kernel: Kernel::new(),
             vdso: None,
             jit: HashMap::new(),
+            target_owners: Vec::new(),
             warnings: Vec::new(),
         }
     }
@@ -303,9 +310,13 @@ impl Symbolizer {
     ///
     /// The map is refused (every address `Unknown(FileUnavailable)`, and a
     /// warning recorded) if it is a symlink, not a regular file, or owned by
-    /// anyone but root, the target's owner or the user stoke runs as.
+    /// anyone but root, the target's owner or the user stoke runs as. The
+    /// owner is looked up while `pid` lives; for a map read after the process
+    /// exited, tell the symbolizer its owner before with
+    /// [`Symbolizer::remember_owner`]. At most 64 MiB of a map are read
+    /// (with a warning saying what was left out).
     pub fn symbolize_jit(&mut self, pid: Pid, addresses: &[u64]) -> Vec<Symbolized> {
-        let trusted = jit::trusted_uids(pid);
+        let trusted = jit::trusted_uids(pid, &self.target_owners);
         let mut refusal = None;
         for path in jit::map_paths(pid) {
             match self.load_jit_map(&path, &trusted) {
@@ -337,6 +348,17 @@ impl Symbolizer {
         vec![Symbolized::Unknown(reason); addresses.len()]
     }
 
+    /// Remembers the owner (uid) of a target while it runs, so that its perf
+    /// map, and those of its children, are still trusted when they are read
+    /// after it exited. Does nothing if `pid` is gone already.
+    pub fn remember_owner(&mut self, pid: Pid) {
+        if let Some(uid) = jit::owner(pid) {
+            if !self.target_owners.contains(&uid) {
+                self.target_owners.push(uid);
+            }
+        }
+    }
+
     /// Problems met so far that the user should hear about once each
     /// (refused perf maps, replaced binaries, broken debug info).
     pub fn warnings(&self) -> Vec<String> {
@@ -354,7 +376,10 @@ impl Symbolizer {
         let (file, stamp) = jit::open_map(path, trusted)?;
         let fresh = self.jit.get(path).is_some_and(|(s, _)| *s == stamp);
         if !fresh {
-            let map = jit::read_map(file, path)?;
+            let (map, warning) = jit::read_map(file, path, stamp.size(), jit::Limits::default())?;
+            if let Some(warning) = warning {
+                self.warn(warning);
+            }
             self.jit.insert(path.to_path_buf(), (stamp, map));
         }
         Ok(&self.jit[path].1)

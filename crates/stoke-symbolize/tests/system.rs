@@ -414,3 +414,87 @@ fn libc_plt_stubs_are_named_after_its_ifuncs() {
         "{names:?}"
     );
 }
+
+/// A 2 GiB sparse perf map (planted by the target's user, read by root's
+/// stoke) is read only up to the limit, with a warning that says so; the
+/// entries before the limit still name code.
+#[test]
+fn a_huge_sparse_perf_map_is_read_only_up_to_the_limit() {
+    let map = FakeMap::new(99_000_005);
+    std::fs::write(&map.path, MAP).unwrap();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&map.path)
+        .unwrap();
+    file.set_len(2 << 30).unwrap();
+    drop(file);
+    let mut s = symbolizer();
+    let out = s.symbolize_jit(map.pid, &[0x7f00_0000_1010]);
+    assert_eq!(outer_name(&out[0]), Some("LazyCompile:~hot app.js:10"));
+    let warnings = s.warnings();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with(&map.path.display().to_string())
+                && w.contains("read only the first 64 MiB of 2048 MiB")),
+        "{warnings:?}"
+    );
+}
+
+/// A process run as `uid`, killed and reaped on drop.
+struct OtherUser(std::process::Child);
+
+impl Drop for OtherUser {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The map of a target that exited before naming is still trusted when it
+/// belongs to the target's owner, remembered while the target ran.
+#[test]
+fn the_perf_map_of_an_exited_target_is_trusted_for_its_remembered_owner() {
+    if !nix_uid_is_root() {
+        eprintln!("skipped: needs root to run a process as uid 12345 and give it a map");
+        return;
+    }
+    use std::io::BufRead;
+    let mut target = OtherUser(
+        std::process::Command::new("setpriv")
+            .args(["--reuid=12345", "--regid=12345", "--clear-groups"])
+            .args(["sh", "-c", "echo ready && exec sleep 600"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("setpriv"),
+    );
+    let pid = Pid(target.0.id());
+    // The shell prints once setpriv has become the user.
+    let mut ready = String::new();
+    std::io::BufReader::new(target.0.stdout.take().unwrap())
+        .read_line(&mut ready)
+        .unwrap();
+    assert_eq!(ready, "ready\n");
+    let mut remembering = symbolizer();
+    remembering.remember_owner(pid);
+    target.0.kill().unwrap();
+    target.0.wait().unwrap();
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+
+    let map = FakeMap {
+        pid,
+        path: PathBuf::from(format!("/tmp/perf-{pid}.map")),
+    };
+    std::fs::write(&map.path, MAP).unwrap();
+    std::os::unix::fs::chown(&map.path, Some(12345), None).unwrap();
+    let out = remembering.symbolize_jit(pid, &[0x7f00_0000_1010]);
+    assert_eq!(
+        outer_name(&out[0]),
+        Some("LazyCompile:~hot app.js:10"),
+        "{:?}",
+        remembering.warnings()
+    );
+    // Without it, the owner is unknown once the process is gone.
+    let mut forgetting = symbolizer();
+    assert_refused(&mut forgetting, pid, "owned by uid 12345");
+}
