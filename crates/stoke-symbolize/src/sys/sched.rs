@@ -1,19 +1,21 @@
-//! Scheduling class of the calling thread.
+//! Scheduling class of a child process.
 
-/// Moves the calling thread to `SCHED_IDLE`: it then runs only on CPU time
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Makes the process `command` starts run at `SCHED_IDLE`: only on CPU time
 /// nothing else wants, so work done ahead of need never slows the target.
-/// Best effort: an error leaves the thread as it was.
-pub(crate) fn idle_priority_for_this_thread() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 names the calling thread; `param` is a valid, initialized
-    // struct that the call only reads. The call changes nothing but this
-    // thread's scheduling class.
-    let _ = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-}
-
-/// Whether the calling thread runs at `SCHED_IDLE`.
-#[cfg(test)]
-pub(crate) fn this_thread_is_idle_priority() -> bool {
-    // SAFETY: pid 0 names the calling thread; the call only reads its policy.
-    unsafe { libc::sched_getscheduler(0) == libc::SCHED_IDLE }
+/// Best effort: an error leaves the child as it was.
+pub(crate) fn idle_priority_for_child(command: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec, where only
+    // async-signal-safe calls are allowed: it makes one system call
+    // (sched_setscheduler on the calling process, pid 0, with a valid param
+    // struct it only reads), allocates nothing and takes no lock.
+    unsafe {
+        command.pre_exec(|| {
+            let param = libc::sched_param { sched_priority: 0 };
+            let _ = libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+            Ok(())
+        });
+    }
 }
