@@ -23,8 +23,8 @@
 //!   root or the target's owner; a refusal is a value plus a warning. They
 //!   are read up to a bounded size ([`Symbolizer::symbolize_jit`]).
 //! - Nothing a caller waits for runs at idle priority: the kernel-symbol
-//!   read-ahead ([`Symbolizer::prefetch_kernel`]) is left behind, not
-//!   joined, when it has not finished.
+//!   read-ahead ([`Symbolizer::prefetch_kernel`]) is an idle-priority child
+//!   process, killed and not waited for when it has not finished.
 //!
 //! Left to the caller: rendering misses, marking kernel frames (`_[k]`), and
 //! which mapping an absolute address belongs to.
@@ -267,11 +267,12 @@ impl Symbolizer {
         results
     }
 
-    /// Starts reading `/proc/kallsyms` on another thread at idle priority, so
-    /// that the ~70 ms it takes overlap recording on a spare CPU instead of
-    /// delaying the output. Never waited for: if it has not finished when
-    /// [`Symbolizer::symbolize_kernel`] needs it (every CPU was busy), that
-    /// reads the symbols itself.
+    /// Starts reading `/proc/kallsyms` ahead, in a child process at idle
+    /// priority (parsed by a thread as it arrives), so that the ~70 ms it
+    /// takes overlap recording on a spare CPU instead of delaying the output.
+    /// Never waited for: if it has not finished when
+    /// [`Symbolizer::symbolize_kernel`] needs it (every CPU was busy), the
+    /// child is killed and the symbols are read there and then.
     pub fn prefetch_kernel(&mut self) {
         self.kernel.prefetch();
     }
