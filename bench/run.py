@@ -12,6 +12,7 @@ import json
 import os
 import re
 import statistics
+import subprocess
 import sys
 import time
 
@@ -36,19 +37,48 @@ LIBC_START = ["main", "__libc_start_main", "__libc_start_call_main", "__libc_sta
 PYTHON_LOOP = "s = 0\nfor i in range({n}):\n    s += i * i % 7\nprint(s)\n"
 
 
+# CPU hogs beside the target in the "busy" workload: with the target, they
+# keep every CPU of a 2-CPU machine busy for the whole round (bare run, every
+# profiler and perf's post-processing), as when people profile a loaded box.
+BUSY_HOGS = 3
+HOG = [sys.executable, "-c", "while True: pass"]
+
+
 def workloads(fx, xz_input, quick):
-    """[(name, argv, keep_stdout, root frames, is cpu_split)]; ~2-3 s of CPU each."""
+    """[(name, argv, keep_stdout, root frames, is cpu_split, hogs)]; ~2-3 s of CPU each."""
     q = quick
     py = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
     return [
-        ("cpu_split fp", [fx["cpu_split_fp"], "1.0" if q else "2.5"], True, ["main"], True),
-        ("cpu_split nofp", [fx["cpu_split_nofp"], "1.0" if q else "2.5"], True, ["main"], True),
+        ("cpu_split fp", [fx["cpu_split_fp"], "1.0" if q else "2.5"], True, ["main"], True, 0),
+        ("cpu_split nofp", [fx["cpu_split_nofp"], "1.0" if q else "2.5"], True, ["main"], True,
+         0),
         ("threads16", [fx["threads16"], "30" if q else "80"], True,
-         ["main", "start_thread"], False),
-        ("xz -9", ["xz", "-9", "-T1", "-c", xz_input], False, LIBC_START, False),
+         ["main", "start_thread"], False, 0),
+        ("xz -9", ["xz", "-9", "-T1", "-c", xz_input], False, LIBC_START, False, 0),
         ("python3 loop", [py, "-c", PYTHON_LOOP.format(n=8_000_000 if q else 20_000_000)],
-         True, LIBC_START, False),
+         True, LIBC_START, False, 0),
+        (f"busy: cpu_split fp + {BUSY_HOGS} hogs", [fx["cpu_split_fp"], "0.5" if q else "1.0"],
+         True, ["main"], True, BUSY_HOGS),
     ]
+
+
+class Hogs:
+    """`count` CPU-bound processes for the length of a `with` block; killed and
+    reaped at its end (so their CPU counts as this script's, not as noise)."""
+
+    def __init__(self, count):
+        self.count, self.procs = count, []
+
+    def __enter__(self):
+        self.procs = [subprocess.Popen(HOG, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+                      for _ in range(self.count)]
+        return self
+
+    def __exit__(self, *exc):
+        for p in self.procs:
+            p.kill()
+        for p in self.procs:
+            p.wait()
 
 
 def slug(text):
@@ -95,15 +125,16 @@ def derive(raw, bare, roots, is_split, run_dir):
 
 
 def run_round(ctx, profs, wl, round_no, build):
-    name, argv, keep, roots, is_split = wl
+    name, argv, keep, roots, is_split, hogs = wl
     raws, errors = {}, {}
-    for label, fn in rotated(profs, round_no):
-        run_dir = profilers.fresh_dir(os.path.join(build, "runs", slug(name), slug(label)))
-        try:
-            raws[label] = (fn(ctx, argv, run_dir, keep), run_dir)
-        except (RuntimeError, OSError, ValueError) as e:
-            errors[label] = str(e)
-            print(f"[bench]   {name} / {label}: FAILED: {e}", flush=True)
+    with Hogs(hogs):
+        for label, fn in rotated(profs, round_no):
+            run_dir = profilers.fresh_dir(os.path.join(build, "runs", slug(name), slug(label)))
+            try:
+                raws[label] = (fn(ctx, argv, run_dir, keep), run_dir)
+            except (RuntimeError, OSError, ValueError) as e:
+                errors[label] = str(e)
+                print(f"[bench]   {name} / {label}: FAILED: {e}", flush=True)
     if "bare" not in raws:
         return {}, errors
     bare = raws["bare"][0]
@@ -223,6 +254,9 @@ def main():
     ap.add_argument("--json", metavar="FILE", help="write all figures and machine info here")
     ap.add_argument("--only", metavar="TEXT", help="only workloads whose name contains TEXT")
     ap.add_argument("--no-stoke", action="store_true", help="leave stoke out (perf rows only)")
+    ap.add_argument("--stoke", metavar="PATH",
+                    help="use this stoke binary instead of building the repository's "
+                         "(e.g. an older build, for before/after figures)")
     ap.add_argument("--max-foreign", type=float, default=0.5, metavar="S",
                     help="redo a round if other processes used more than S CPU seconds "
                          "during it (default 0.5)")
@@ -239,8 +273,12 @@ def main():
 
     tools = prepare.ensure_tools()
     os.environ["PATH"] = os.environ.get("PATH", "") + os.pathsep + prepare.CARGO_BIN
-    stoke, stoke_why = (None, "--no-stoke") if args.no_stoke else \
-        prepare.build_stoke(repo, tools["cargo"])
+    if args.no_stoke:
+        stoke, stoke_why = None, "--no-stoke"
+    elif args.stoke:
+        stoke, stoke_why = os.path.abspath(args.stoke), None
+    else:
+        stoke, stoke_why = prepare.build_stoke(repo, tools["cargo"])
     fx = prepare.build_fixtures(repo, build, tools["gcc"])
     variants = profilers.probe_stoke_variants(stoke, STOKE_VARIANTS, [fx["cpu_split_fp"], "0.1"]) \
         if stoke else []
