@@ -324,6 +324,9 @@ fn a_perf_map_owned_by_another_user_is_refused_with_a_warning() {
 /// `/proc/PID/root`); killed with its child on drop.
 struct Contained {
     unshare: std::process::Child,
+    /// Where the binary is inside (a name of this test run's own, so that
+    /// a file another run left in the host's /tmp is no false alarm).
+    inside: PathBuf,
     /// Kept open so the fixture never gets SIGPIPE.
     _stdout: std::io::BufReader<std::process::ChildStdout>,
     /// The fixture's pid as the host sees it (it is 1 inside).
@@ -334,12 +337,14 @@ impl Contained {
     fn start() -> Contained {
         use std::io::BufRead;
         let fixture = c_fixture("jit_map", Build::FramePointers);
+        let inside = PathBuf::from(format!("/tmp/jit_map_{}", std::process::id()));
         // The fixture is opened before the mount: it may itself live under
         // /tmp (a checkout there), which the new tmpfs hides.
         let script = format!(
-            "exec 3<'{}' && mount -t tmpfs tmpfs /tmp && cat <&3 >/tmp/jit_map && exec 3<&- \
-             && chmod +x /tmp/jit_map && exec /tmp/jit_map ok 60",
-            fixture.display()
+            "exec 3<'{}' && mount -t tmpfs tmpfs /tmp && cat <&3 >{in} && exec 3<&- \
+             && chmod +x {in} && exec {in} ok 60",
+            fixture.display(),
+            in = inside.display()
         );
         let mut unshare = Command::new("unshare")
             .args(["--pid", "--mount", "--fork", "--mount-proc", "--kill-child"])
@@ -357,6 +362,7 @@ impl Contained {
         let host_pid = children.split_whitespace().next().unwrap().parse().unwrap();
         Contained {
             unshare,
+            inside,
             _stdout: stdout,
             host_pid,
         }
@@ -377,13 +383,13 @@ fn a_process_in_other_namespaces_is_named_through_its_root() {
     }
     let contained = Contained::start();
     assert!(
-        !Path::new("/tmp/jit_map").exists() && !Path::new("/tmp/perf-1.map").exists(),
+        !contained.inside.exists() && !Path::new("/tmp/perf-1.map").exists(),
         "the namespace's /tmp leaked to the host"
     );
     let pid = contained.host_pid.to_string();
     let recording = record_command(&["-p", &pid, "-d", "1"], &[] as &[&str]);
     let folded = &recording.folded;
-    // The binary, at /tmp/jit_map inside only, and the perf map, under the
+    // The binary, at /tmp/jit_map_PID inside only, and the perf map, under the
     // namespaced pid 1, both resolve.
     for name in ["native_spin", "stoke_jit_spin_[j]"] {
         let named = leaf_count(folded, name);
