@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 
 use crate::cli::Format;
@@ -56,9 +55,10 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
         per_thread: args.per_thread,
         svg: args.svg,
     };
-    for out in &outputs {
-        output::write(&profile, out, &render)
-            .with_context(|| format!("writing {}", out.display()))?;
-    }
-    Ok(ExitCode::SUCCESS)
+    let (_, failed) = output::write_all(&profile, &outputs, &render);
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

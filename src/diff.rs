@@ -9,7 +9,7 @@ use clap::Args;
 use stoke_profile::{compare_self_shares, write_diff_svg, write_share_table};
 
 use crate::input;
-use crate::output::write_atomically;
+use crate::output::write_path;
 use crate::svg_args::SvgArgs;
 
 /// The confidence of the regression test across all functions compared.
@@ -73,7 +73,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
         bail!("only one of BEFORE and AFTER can be stdin");
     }
     if let Some(path) = &args.output {
-        crate::output::check_folder(path)?;
+        crate::output::check_path(path)?;
     }
     let before = input::read(&args.before)?;
     let after = input::read(&args.after)?;
@@ -82,7 +82,7 @@ pub fn run(args: DiffArgs) -> anyhow::Result<ExitCode> {
         let options = args.svg.options(args.title.clone(), args.per_thread);
         write_diff_svg(&before, &after, &options, &mut bytes)
             .with_context(|| format!("writing {}", path.display()))?;
-        write_atomically(path, &bytes)?;
+        write_path(path, &bytes)?;
     }
     let comparison = compare_self_shares(&before, &after, CONFIDENCE);
     let mut out = std::io::stdout().lock();

@@ -4,6 +4,7 @@
 
 mod cli;
 mod convert;
+mod destination;
 mod diff;
 mod doctor;
 mod doctor_target;

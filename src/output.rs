@@ -1,9 +1,7 @@
-//! Outputs: which files in which formats, checked before recording starts,
-//! and written atomically (a temporary file in the same folder, renamed).
+//! Outputs: which files in which formats, checked before recording starts
+//! (see [`crate::destination`] for how each is written), and written all,
+//! even when one of them fails.
 
-use std::fs::Permissions;
-use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
@@ -13,6 +11,7 @@ use stoke_profile::{
 };
 
 use crate::cli::Format;
+use crate::destination::{self, Sink};
 
 /// Where an output goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,6 +27,8 @@ pub enum Destination {
 pub struct Output {
     pub destination: Destination,
     pub format: Format,
+    /// Where it writes, as resolved when checked.
+    pub sink: Sink,
 }
 
 impl Output {
@@ -38,72 +39,78 @@ impl Output {
             Destination::File(p) => p.display().to_string(),
         }
     }
+
+    /// Whether the profile goes to stoke's standard output (`-`,
+    /// `/dev/stdout`, `/proc/self/fd/1`).
+    pub fn is_stdout(&self) -> bool {
+        self.sink.is_stdout()
+    }
 }
 
-/// Resolves `-o` arguments into outputs, checking what can be checked before
-/// recording: known formats and existing folders. With no `-o`, one file in
-/// the current folder named after the target.
+/// Resolves `-o` arguments into outputs and checks, before anything is
+/// recorded, that each can be written: a known format, and a destination
+/// that can be created or written (see [`destination::check`]). With no
+/// `-o`, one file in the current folder named after the target.
 pub fn resolve(
     paths: &[PathBuf],
     format: Option<Format>,
     default_stem: &str,
 ) -> anyhow::Result<Vec<Output>> {
-    if paths.is_empty() {
-        let format = format.unwrap_or(Format::Svg);
-        let ext = match format {
+    let defaulted;
+    let paths = if paths.is_empty() {
+        let ext = match format.unwrap_or(Format::Svg) {
             Format::Svg => "svg",
             Format::Folded => "folded",
             Format::Pprof => "pb.gz",
             Format::Speedscope => "speedscope.json",
         };
-        let path = PathBuf::from(format!("{default_stem}.{ext}"));
-        return Ok(vec![Output {
-            destination: Destination::File(path),
-            format,
-        }]);
-    }
+        defaulted = [PathBuf::from(format!("{default_stem}.{ext}"))];
+        &defaulted[..]
+    } else {
+        paths
+    };
     let mut outputs = Vec::new();
     for path in paths {
-        if path.as_os_str() == "-" {
-            outputs.push(Output {
-                destination: Destination::Stdout,
-                format: format.unwrap_or(Format::Folded),
-            });
-            continue;
-        }
-        let format = match (format_of(path), format) {
-            (_, Some(f)) => f,
-            (Some(f), None) => f,
-            (None, None) => {
-                let ext = path
-                    .extension()
-                    .map(|e| format!("\".{}\"", e.to_string_lossy()))
-                    .unwrap_or_else(|| "(none)".into());
-                bail!(
-                    "unknown output format {ext} for {}: use .svg, .folded, .txt, .pb.gz or .speedscope.json, or --format",
-                    path.display()
-                );
-            }
-        };
-        check_folder(path)?;
-        outputs.push(Output {
-            destination: Destination::File(path.clone()),
-            format,
-        });
+        let output = resolve_one(path, format)
+            .and_then(|output| destination::check(&output.sink).map(|()| output))
+            .with_context(|| match path.to_str() {
+                Some("-") => "cannot write stdout".to_owned(),
+                _ => format!("cannot write {}", path.display()),
+            })?;
+        outputs.push(output);
     }
     Ok(outputs)
 }
 
-/// Fails when the folder an output goes to does not exist.
-pub fn check_folder(path: &Path) -> anyhow::Result<()> {
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    if !folder.is_dir() {
-        bail!("output folder {} does not exist", folder.display());
+fn resolve_one(path: &Path, format: Option<Format>) -> anyhow::Result<Output> {
+    if path.as_os_str() == "-" {
+        return Ok(Output {
+            destination: Destination::Stdout,
+            format: format.unwrap_or(Format::Folded),
+            sink: Sink::Stream(destination::Stream::Stdout),
+        });
     }
-    Ok(())
+    let sink = destination::resolve(path)?;
+    let format = match (format, format_of(path)) {
+        (Some(f), _) | (None, Some(f)) => f,
+        // A stream, pipe or device without an extension: folded, as `-`.
+        (None, None) if !matches!(sink, Sink::Regular(_)) => Format::Folded,
+        (None, None) => {
+            let ext = path
+                .extension()
+                .map(|e| format!("\".{}\"", e.to_string_lossy()))
+                .unwrap_or_else(|| "(none)".into());
+            bail!(
+                "unknown output format {ext} for {}: use .svg, .folded, .txt, .pb.gz or .speedscope.json, or --format",
+                path.display()
+            );
+        }
+    };
+    Ok(Output {
+        destination: Destination::File(path.to_path_buf()),
+        format,
+        sink,
+    })
 }
 
 fn format_of(path: &Path) -> Option<Format> {
@@ -127,10 +134,10 @@ pub struct Render {
     pub svg: crate::svg_args::SvgArgs,
 }
 
-/// Writes one output.
-pub fn write(profile: &Profile, output: &Output, render: &Render) -> anyhow::Result<()> {
+/// The bytes of one output.
+fn render(profile: &Profile, format: Format, render: &Render) -> anyhow::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    match output.format {
+    match format {
         Format::Folded => {
             let options = FoldedOptions {
                 per_thread: render.per_thread,
@@ -149,37 +156,51 @@ pub fn write(profile: &Profile, output: &Output, render: &Render) -> anyhow::Res
             write_speedscope(profile, &options, &mut bytes)?;
         }
     }
-    match &output.destination {
-        Destination::Stdout => {
-            let mut out = io::stdout().lock();
-            out.write_all(&bytes)
-                .and_then(|_| out.flush())
-                .context("writing to stdout")
-        }
-        Destination::File(path) => write_atomically(path, &bytes),
-    }
+    Ok(bytes)
 }
 
-/// Writes a file through a temporary file in the same folder and a rename,
-/// so a reader never sees half a file and an old file is never half replaced.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let folder = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
+/// Writes one output. The path is resolved again, so that the safety rules
+/// hold for what it is now, not for what it was when checked.
+pub fn write(profile: &Profile, output: &Output, settings: &Render) -> anyhow::Result<()> {
+    let bytes = render(profile, output.format, settings)?;
+    let sink = match &output.destination {
+        Destination::Stdout => output.sink.clone(),
+        Destination::File(path) => destination::resolve(path)?,
     };
-    let mut file = tempfile::Builder::new()
-        .prefix(".stoke-")
-        .tempfile_in(folder)
-        .with_context(|| format!("creating a file in {}", folder.display()))?;
-    file.write_all(bytes)
-        .and_then(|_| {
-            file.as_file()
-                .set_permissions(Permissions::from_mode(0o644))
-        })
-        .with_context(|| format!("writing {}", path.display()))?;
-    file.persist(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    destination::write(&sink, &bytes)
+}
+
+/// Writes every output, going on past a failed one: the outputs written,
+/// and each one that failed with a `stoke: cannot write …` line printed.
+pub fn write_all(
+    profile: &Profile,
+    outputs: &[Output],
+    settings: &Render,
+) -> (Vec<Output>, usize) {
+    let mut written = Vec::new();
+    let mut failed = 0;
+    for out in outputs {
+        match write(profile, out, settings) {
+            Ok(()) => written.push(out.clone()),
+            Err(err) => {
+                failed += 1;
+                let err = err.context(format!("cannot write {}", out.display()));
+                eprintln!("stoke: {}", crate::one_line(&err));
+            }
+        }
+    }
+    (written, failed)
+}
+
+/// Writes bytes to a path by the rules of [`destination`], checking first.
+pub fn write_path(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let sink = destination::resolve(path)?;
+    destination::write(&sink, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Checks a path can be written, before work that ends in writing it.
+pub fn check_path(path: &Path) -> anyhow::Result<()> {
+    destination::check(&destination::resolve(path)?)
 }
 
 #[cfg(test)]
@@ -230,5 +251,6 @@ mod tests {
             outs[0].destination,
             Destination::File("stoke-xz.svg".into())
         );
+        assert_eq!(outs[0].format, Format::Svg);
     }
 }

@@ -4,27 +4,32 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::{Instant, SystemTime};
 
-use anyhow::Context;
 use stoke_model::Pid;
 use stoke_record::{
     Control, Progress, RecordOptions, Recording, Session, StopReason, Target, UnwindMode,
 };
-use stoke_sample::{CommandSpec, SamplerOptions, StackCapture};
+use stoke_sample::{ChildStdout, CommandSpec, SamplerOptions, StackCapture};
 
 use crate::cli::{Backend, DebugInfo, Mode, RecordArgs, Unwind};
 use crate::output::{self, Render};
 use crate::{signals, summary};
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
-    let target = match (args.pid, args.command.split_first()) {
+    let mut target = match (args.pid, args.command.split_first()) {
         (Some(pid), _) => Target::Pid(Pid(pid)),
-        (None, Some((program, rest))) => Target::Command(CommandSpec {
-            program: program.clone(),
-            args: rest.to_vec(),
-        }),
+        (None, Some((program, rest))) => {
+            Target::Command(CommandSpec::new(program.clone(), rest.to_vec()))
+        }
         (None, None) => anyhow::bail!("nothing to profile: give -p PID or -- COMMAND"),
     };
     let outputs = output::resolve(&args.outputs, args.format, &default_stem(&target))?;
+    // A profile on stdout is not mixed with the command's own output: that
+    // goes to stderr.
+    if let Target::Command(spec) = &mut target {
+        if outputs.iter().any(output::Output::is_stdout) {
+            spec.stdout = ChildStdout::Stderr;
+        }
+    }
     let (unwind, stack) = match args.unwind {
         Unwind::Fp => (UnwindMode::FramePointer, StackCapture::Callchain),
         mode => (
@@ -109,15 +114,17 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         // An empty recording is no failure of the command: its status stays stoke's.
         return Ok(ExitCode::from(exit_code(&recording)));
     }
-    for out in &outputs {
-        output::write(&recording.profile, out, &render)
-            .with_context(|| format!("writing {}", out.display()))?;
-    }
-    summary::print(&recording, &outputs, written_at.elapsed());
+    // Every output is written even when one fails; a failure makes the
+    // exit status non-zero (a failing command's own status still wins).
+    let (written, failed) = output::write_all(&recording.profile, &outputs, &render);
+    summary::print(&recording, &written, written_at.elapsed());
     if args.open {
-        open_flame_graph(&outputs);
+        open_flame_graph(&written);
     }
-    Ok(ExitCode::from(exit_code(&recording)))
+    Ok(ExitCode::from(match (exit_code(&recording), failed) {
+        (0, 1..) => 1,
+        (code, _) => code,
+    }))
 }
 
 /// `--open`: the first SVG written, in the desktop's viewer when there is a

@@ -3,16 +3,19 @@
 //! Design constraints: no I/O, no `unsafe`, no dependencies. Everything here is
 //! a value that crosses a crate boundary: process and thread ids, the kinds of
 //! address (absolute in a process, or relative to a file), the mappings that
-//! relate them, and the register file a sampler captures for the unwinder.
+//! relate them, and the register file a sampler captures for the unwinder;
+//! and the quoting of a command line for display.
 #![forbid(unsafe_code)]
 
 mod address;
 mod mapping;
 mod regs;
+mod shell;
 
 pub use address::{Avma, FileOffset, FrameAddress};
 pub use mapping::{BuildId, Mapping, MappingKind, ModuleKey};
 pub use regs::{DwarfReg, Registers};
+pub use shell::{command_line, shell_quote};
 
 use std::fmt;
 

@@ -94,12 +94,7 @@ impl Session {
             }
             Target::Command(spec) => {
                 let started = stoke_sample::launch(options.backend, spec, &options.sampler)?;
-                let command = std::iter::once(&spec.program)
-                    .chain(&spec.args)
-                    .map(|a| a.to_string_lossy())
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                (started, command)
+                (started, spec.display())
             }
         };
         let Started {

@@ -31,7 +31,7 @@ pub use perf::sampler::PerfSampler;
 pub use ptrace::backend::{Backend, Started};
 pub use ptrace::sampler::PtraceSampler;
 pub use ptrace::syscalls::Syscall;
-pub use target::{Child, CommandSpec};
+pub use target::{Child, ChildStdout, CommandSpec};
 
 use std::time::Duration;
 

@@ -23,17 +23,37 @@ pub struct CommandSpec {
     pub program: OsString,
     /// Its arguments (not including the program name).
     pub args: Vec<OsString>,
+    /// Where the command's standard output goes.
+    pub stdout: ChildStdout,
+}
+
+/// Where a launched command's standard output goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChildStdout {
+    /// Stoke's own standard output, inherited.
+    #[default]
+    Inherit,
+    /// Stoke's standard error, so that stoke's standard output carries
+    /// only what stoke writes there (a profile written to `-`).
+    Stderr,
 }
 
 impl CommandSpec {
-    /// The command line as text, for messages.
-    pub fn display(&self) -> String {
-        let mut text = self.program.to_string_lossy().into_owned();
-        for arg in &self.args {
-            text.push(' ');
-            text.push_str(&arg.to_string_lossy());
+    /// A command with its standard output inherited.
+    pub fn new(program: impl Into<OsString>, args: Vec<OsString>) -> CommandSpec {
+        CommandSpec {
+            program: program.into(),
+            args,
+            stdout: ChildStdout::Inherit,
         }
-        text
+    }
+
+    /// The command line as text, for messages: arguments quoted as a
+    /// POSIX shell needs them ([`stoke_model::shell_quote`]).
+    pub fn display(&self) -> String {
+        stoke_model::command_line(
+            std::iter::once(self.program.as_os_str()).chain(self.args.iter().map(OsString::as_os_str)),
+        )
     }
 
     /// Finds the program: a name with a `/` must exist as given; a bare
@@ -103,7 +123,8 @@ impl CommandSpec {
                 c_string(&pair)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(ExecPlan::new(c_string(path.as_os_str())?, argv, envp))
+        Ok(ExecPlan::new(c_string(path.as_os_str())?, argv, envp)
+            .stdout_to_stderr(self.stdout == ChildStdout::Stderr))
     }
 }
 
@@ -233,10 +254,7 @@ mod tests {
     use super::*;
 
     fn spec(program: &str) -> CommandSpec {
-        CommandSpec {
-            program: program.into(),
-            args: vec!["-c".into(), "true".into()],
-        }
+        CommandSpec::new(program, vec!["-c".into(), "true".into()])
     }
 
     #[test]

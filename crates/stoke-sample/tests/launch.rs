@@ -18,6 +18,7 @@ fn shell_loop(iterations: u32) -> CommandSpec {
             "-c".into(),
             format!("i=0; while [ $i -lt {iterations} ]; do i=$((i+1)); done").into(),
         ],
+        stdout: Default::default(),
     }
 }
 
@@ -135,6 +136,7 @@ fn forked_children_of_the_command_are_followed() {
              i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done; wait"
                 .into(),
         ],
+        stdout: Default::default(),
     };
     let (mut sampler, mut child) =
         PerfSampler::launch(&command, &SamplerOptions::default()).unwrap();
@@ -157,6 +159,7 @@ fn unknown_commands_are_not_found() {
     let command = CommandSpec {
         program: "no-such-command-xyz".into(),
         args: Vec::new(),
+        stdout: Default::default(),
     };
     let err = PerfSampler::launch(&command, &SamplerOptions::default()).err();
     assert!(
@@ -170,6 +173,7 @@ fn files_that_cannot_be_executed_give_the_exec_errno() {
     let command = CommandSpec {
         program: OsString::from("/etc/passwd"),
         args: Vec::new(),
+        stdout: Default::default(),
     };
     match PerfSampler::launch(&command, &SamplerOptions::default()) {
         Err(SampleError::Exec { command, source }) => {
@@ -201,6 +205,7 @@ fn both_cpus_busy_with_full_stack_copies_lose_nothing() {
     let command = CommandSpec {
         program: "sh".into(),
         args: vec!["-c".into(), format!("({busy}) & ({busy}) & wait").into()],
+        stdout: Default::default(),
     };
     let options = SamplerOptions {
         stack: StackCapture::RegsAndStack { size: 16384 },

@@ -161,6 +161,7 @@ fn a_launched_command_is_followed_through_fork_and_exec() {
     let command = CommandSpec {
         program: "sh".into(),
         args: vec!["-c".into(), format!("sh -c '{busy}' & {busy}; wait").into()],
+        stdout: Default::default(),
     };
     let (mut sampler, mut child) =
         PtraceSampler::launch(&command, &options(SampleMode::Cpu)).expect("launch");
@@ -196,6 +197,7 @@ fn missing_commands_and_processes_are_reported() {
     let command = CommandSpec {
         program: "no-such-command-xyz".into(),
         args: Vec::new(),
+        stdout: Default::default(),
     };
     assert!(matches!(
         PtraceSampler::launch(&command, &SamplerOptions::default()),

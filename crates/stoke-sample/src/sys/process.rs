@@ -19,6 +19,8 @@ pub(crate) struct ExecPlan {
     _envp: Vec<CString>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+    /// Make descriptor 1 a copy of descriptor 2 before exec.
+    stdout_to_stderr: bool,
 }
 
 impl ExecPlan {
@@ -34,7 +36,15 @@ impl ExecPlan {
             _envp: envp,
             argv_ptrs,
             envp_ptrs,
+            stdout_to_stderr: false,
         }
+    }
+
+    /// The same plan, with the program's standard output sent to the
+    /// standard error it inherits when `yes`.
+    pub(crate) fn stdout_to_stderr(mut self, yes: bool) -> ExecPlan {
+        self.stdout_to_stderr = yes;
+        self
     }
 }
 
@@ -114,6 +124,11 @@ unsafe fn held_child(plan: &ExecPlan, go_read: RawFd, go_write: RawFd, err_write
             libc::_exit(HELD_CHILD_EXIT);
         }
         libc::close(go_read);
+        if plan.stdout_to_stderr && libc::dup2(2, 1) < 0 {
+            let errno = (*libc::__errno_location()).to_ne_bytes();
+            libc::write(err_write, errno.as_ptr().cast(), errno.len());
+            libc::_exit(HELD_CHILD_EXIT);
+        }
         libc::execve(
             plan.path.as_ptr(),
             plan.argv_ptrs.as_ptr(),
