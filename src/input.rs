@@ -1,25 +1,30 @@
-//! Reading profile files (folded or pprof) for `report`, `convert` and `diff`.
+//! Reading profile files (folded, pprof or speedscope) for `report`,
+//! `convert` and `diff`.
 
-use std::io::Read;
+use std::io::BufReader;
 use std::path::Path;
 
 use anyhow::Context;
-use stoke_profile::Profile;
+use stoke_profile::{Profile, ReadLimits};
 
-/// Reads a profile from a file, or from stdin for `-`. Malformed folded
-/// lines are reported with the file name and line, truncated gzip or
-/// protobuf data as such, and a profile without samples is an error.
+/// Reads a profile from a file, or from stdin for `-`, as a stream (folded
+/// input is never held whole) within stoke's [`ReadLimits`]. Malformed
+/// folded lines are reported with the file name and line, truncated gzip or
+/// protobuf data as such, input past a limit with the limit, and a profile
+/// without samples is an error.
 pub fn read(path: &Path) -> anyhow::Result<Profile> {
-    let (bytes, name) = if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .lock()
-            .read_to_end(&mut bytes)
-            .context("reading stdin")?;
-        (bytes, "<stdin>".to_owned())
-    } else {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        (bytes, path.display().to_string())
-    };
-    Ok(stoke_profile::read_profile(&bytes, &name)?)
+    let limits = ReadLimits::default();
+    if path.as_os_str() == "-" {
+        let mut stdin = std::io::stdin().lock();
+        return Ok(stoke_profile::read_profile_from(
+            &mut stdin, "<stdin>", &limits,
+        )?);
+    }
+    let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut input = BufReader::with_capacity(64 << 10, file);
+    Ok(stoke_profile::read_profile_from(
+        &mut input,
+        &path.display().to_string(),
+        &limits,
+    )?)
 }

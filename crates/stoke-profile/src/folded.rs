@@ -1,10 +1,11 @@
 //! Folded stacks: `root;caller;leaf count`, one line per unique stack.
 //! The format is described on [`write_folded`].
 
-use std::collections::BTreeMap;
-use std::io::{self, Write};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{self, BufRead, Read, Write};
 
-use crate::{Frame, FrameKind, Metadata, Profile, Thread};
+use crate::input::{bytes_text, ReadLimits};
+use crate::{Frame, FrameKind, Metadata, Profile, Thread, ThreadId};
 
 /// Options of the folded writer.
 #[derive(Clone, Debug, Default)]
@@ -64,7 +65,9 @@ fn thread_prefix(thread: &Thread, per_thread: bool) -> String {
         push_sanitized(&mut prefix, process);
         prefix.push(';');
     }
-    let unknown = thread.tid == 0 && thread.process_name.is_none() && thread.thread_name.is_none();
+    // Nothing is known of the thread itself in profiles read from folded
+    // text (tid 0, no thread name): no frame for it.
+    let unknown = thread.tid == 0 && thread.thread_name.is_none();
     if per_thread && !unknown {
         let name = thread
             .thread_name
@@ -113,11 +116,11 @@ pub(crate) fn folded_stacks(profile: &Profile, per_thread: bool) -> BTreeMap<Str
 ///
 /// What is written for each (thread, stack):
 /// - the thread's `process_name` as the root frame, when it has one (profiles
-///   read from folded text have none, so their stacks are written as read);
+///   read from folded text have the root frame of each line as it);
 /// - with [`FoldedOptions::per_thread`], a second frame `{thread}-{tid}`,
 ///   where `{thread}` is the thread name, else the process name, else
 ///   `thread` (and no such frame for a thread of which nothing is known:
-///   tid 0 and no names, as in profiles read from folded text);
+///   tid 0 and no thread name, as in profiles read from folded text);
 /// - the stack's frames, root first: kernel frames as `name_[k]`, JIT frames
 ///   as `name_[j]`, all other kinds (user, inline, markers) as the bare name;
 /// - a space and the count.
@@ -173,7 +176,7 @@ fn parse_line(line: &str) -> Result<(&str, u64), String> {
     }
     let count = count
         .parse()
-        .map_err(|_| format!("count {count:?} is too large"))?;
+        .map_err(|_| format!("count {count:?} is too large (more than {})", u64::MAX))?;
     if stack.is_empty() {
         return Err(format!(
             "empty stack before the count in {:?}",
@@ -183,27 +186,43 @@ fn parse_line(line: &str) -> Result<(&str, u64), String> {
     Ok((stack, count))
 }
 
-/// Reads folded stacks (`_[k]` frames become kernel frames, `_[j]` JIT
-/// frames, all others user frames).
+/// Reads folded stacks with the default [`ReadLimits`]; see
+/// [`read_folded_with`].
 ///
-/// Every stack goes to one thread with pid 0, tid 0 and no names, so writing
-/// the profile back gives the same lines. Empty (or blank) lines are skipped;
-/// a line's trailing whitespace (and `\r`) is ignored; frames are kept as
-/// written otherwise, spaces included. Input with no stacks at all gives an
-/// empty profile (check [`Profile::is_empty`]), not an error.
+/// # Errors
+/// As [`read_folded_with`].
+pub fn read_folded(input: &mut dyn io::BufRead, source_name: &str) -> Result<Profile, FoldedError> {
+    read_folded_with(input, source_name, &ReadLimits::default())
+}
+
+/// Reads folded stacks, one line at a time (the input is never held
+/// whole): `_[k]` frames become kernel frames, `_[j]` JIT frames, all others
+/// user frames.
+///
+/// The root frame of a line of two or more frames is the process, as stoke,
+/// `perf script | stackcollapse-perf.pl` and inferno's collapsers write it:
+/// it becomes the [`Thread::process_name`] of the line's thread (pid 0, tid
+/// 0, no thread name), not a frame, so a report lists functions only.
+/// Writing the profile back gives the same lines. A line of one frame is
+/// that frame, under no process.
+///
+/// Empty (or blank) lines are skipped; a line's trailing whitespace (and
+/// `\r`) is ignored; frames are kept as written otherwise, spaces included.
+/// Input with no stacks at all gives an empty profile (check
+/// [`Profile::is_empty`]), not an error.
 ///
 /// # Errors
 /// [`FoldedError::Malformed`], naming `source_name` and the 1-based line, for
 /// a line without a count, with a non-numeric count, with nothing before the
-/// count, or that is not UTF-8; [`FoldedError::Io`] when reading fails.
-pub fn read_folded(input: &mut dyn io::BufRead, source_name: &str) -> Result<Profile, FoldedError> {
+/// count, that is not UTF-8, or that passes a limit of `limits` (line
+/// length, stack depth, distinct frames or stacks), and when the counts add
+/// up to more than `u64::MAX`; [`FoldedError::Io`] when reading fails.
+pub fn read_folded_with(
+    input: &mut dyn io::BufRead,
+    source_name: &str,
+    limits: &ReadLimits,
+) -> Result<Profile, FoldedError> {
     let mut profile = Profile::new(Metadata::default());
-    let thread = Thread {
-        pid: 0,
-        tid: 0,
-        process_name: None,
-        thread_name: None,
-    };
     let malformed = |line, message| FoldedError::Malformed {
         source_name: source_name.to_owned(),
         line,
@@ -211,12 +230,21 @@ pub fn read_folded(input: &mut dyn io::BufRead, source_name: &str) -> Result<Pro
     };
     let mut bytes = Vec::new();
     let mut line_number = 0;
+    let mut total: u64 = 0;
+    let mut threads: HashMap<String, ThreadId> = HashMap::new();
     loop {
         bytes.clear();
-        if input.read_until(b'\n', &mut bytes)? == 0 {
+        let max = limits.max_line_bytes;
+        if (&mut *input).take(max as u64 + 1).read_until(b'\n', &mut bytes)? == 0 {
             break;
         }
         line_number += 1;
+        if bytes.len() > max {
+            return Err(malformed(
+                line_number,
+                format!("the line is longer than the limit of {}", bytes_text(max)),
+            ));
+        }
         let line = std::str::from_utf8(&bytes)
             .map_err(|e| malformed(line_number, format!("not UTF-8: {e}")))?
             .trim_end();
@@ -224,13 +252,48 @@ pub fn read_folded(input: &mut dyn io::BufRead, source_name: &str) -> Result<Pro
             continue;
         }
         let (stack, count) = parse_line(line).map_err(|m| malformed(line_number, m))?;
+        total = total.checked_add(count).ok_or_else(|| {
+            malformed(
+                line_number,
+                format!("the counts add up to more than {}", u64::MAX),
+            )
+        })?;
+        let depth = stack.split(';').count();
+        if depth > limits.max_stack_depth {
+            return Err(malformed(
+                line_number,
+                format!(
+                    "a stack of {depth} frames is deeper than the limit of {}",
+                    limits.max_stack_depth
+                ),
+            ));
+        }
+        let (process, frames) = match stack.split_once(';') {
+            Some((root, rest)) => (Some(root), rest),
+            None => (None, stack),
+        };
         let mut parent = None;
-        for text in stack.split(';') {
+        for text in frames.split(';') {
             let frame = profile.intern_frame(parse_frame(text));
             parent = Some(profile.extend_stack(parent, frame));
         }
+        limits
+            .check_profile(&profile)
+            .map_err(|m| malformed(line_number, m))?;
+        let thread = match threads.get(process.unwrap_or("")) {
+            Some(&id) => id,
+            None => {
+                let id = profile.intern_thread(Thread {
+                    pid: 0,
+                    tid: 0,
+                    process_name: process.map(str::to_owned),
+                    thread_name: None,
+                });
+                threads.insert(process.unwrap_or("").to_owned(), id);
+                id
+            }
+        };
         if let Some(stack) = parent {
-            let thread = profile.intern_thread(thread.clone());
             profile.add_sample(thread, stack, count);
         }
     }

@@ -1,6 +1,7 @@
 //! The profile: frames, stacks, threads and counts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What kind of code a frame stands for.
@@ -126,8 +127,9 @@ struct StackNode {
 pub struct Profile {
     /// Recording metadata.
     pub meta: Metadata,
-    frames: Vec<Frame>,
-    frame_ids: HashMap<Frame, FrameId>,
+    // Each frame is stored once, shared by the table and the index.
+    frames: Vec<Arc<Frame>>,
+    frame_ids: HashMap<Arc<Frame>, FrameId>,
     stacks: Vec<StackNode>,
     stack_ids: HashMap<StackNode, StackId>,
     threads: Vec<Thread>,
@@ -157,7 +159,8 @@ impl Profile {
             return id;
         }
         let id = FrameId(next_index(self.frames.len()));
-        self.frames.push(frame.clone());
+        let frame = Arc::new(frame);
+        self.frames.push(Arc::clone(&frame));
         self.frame_ids.insert(frame, id);
         id
     }
@@ -254,7 +257,7 @@ impl Profile {
         self.frames
             .iter()
             .enumerate()
-            .map(|(i, f)| (FrameId(i as u32), f))
+            .map(|(i, f)| (FrameId(i as u32), &**f))
     }
 
     /// A thread by id.

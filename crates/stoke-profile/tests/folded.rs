@@ -4,7 +4,8 @@ mod common;
 
 use common::{add, assert_golden, sample_profile};
 use stoke_profile::{
-    read_folded, write_folded, FoldedError, FoldedOptions, FrameKind, Metadata, Profile, Thread,
+    read_folded, read_folded_with, write_folded, FoldedError, FoldedOptions, FrameKind, Metadata,
+    Profile, ReadLimits, Thread,
 };
 
 fn folded(profile: &Profile, per_thread: bool) -> String {
@@ -141,15 +142,11 @@ fn reads_kinds_spaces_and_sums() {
         stacks,
         vec![
             vec![
-                ("main".into(), FrameKind::User),
                 ("do_sys_open".into(), FrameKind::Kernel),
                 ("jitted".into(), FrameKind::Jit),
                 ("helper_[i]".into(), FrameKind::User),
             ],
-            vec![
-                ("main".into(), FrameKind::User),
-                ("operator new(unsigned long)".into(), FrameKind::User)
-            ],
+            vec![("operator new(unsigned long)".into(), FrameKind::User)],
         ]
     );
     let counts: Vec<u64> = p.samples().map(|(_, _, c)| c).collect();
@@ -160,10 +157,65 @@ fn reads_kinds_spaces_and_sums() {
         vec![Thread {
             pid: 0,
             tid: 0,
-            process_name: None,
+            process_name: Some("main".into()),
             thread_name: None
-        }]
+        }],
+        "the root frame is the process"
     );
+}
+
+#[test]
+fn a_one_frame_line_is_a_frame_and_roots_are_processes() {
+    let p = read("a 5
+a;b 3
+c;b 1
+").unwrap();
+    let mut rows: Vec<(Option<String>, Vec<String>, u64)> = p
+        .samples()
+        .map(|(t, s, c)| {
+            let names = p
+                .stack_frames(s)
+                .into_iter()
+                .map(|f| p.frame(f).name.clone())
+                .collect();
+            (p.thread(t).process_name.clone(), names, c)
+        })
+        .collect();
+    rows.sort();
+    assert_eq!(
+        rows,
+        vec![
+            (None, vec!["a".to_owned()], 5),
+            (Some("a".into()), vec!["b".to_owned()], 3),
+            (Some("c".into()), vec!["b".to_owned()], 1),
+        ]
+    );
+    assert_eq!(folded(&p, false), "a 5\na;b 3\nc;b 1\n");
+    assert_eq!(folded(&p, true), "a 5\na;b 3\nc;b 1\n");
+}
+
+#[test]
+fn limits_and_overflowing_counts_are_errors() {
+    let limits = ReadLimits {
+        max_line_bytes: 64,
+        max_stack_depth: 4,
+        max_frames: 5,
+        max_stacks: 6,
+        ..ReadLimits::default()
+    };
+    let read = |text: &str| read_folded_with(&mut text.as_bytes(), "x.folded", &limits);
+    let err = read(&format!("p;{} 1\n", "f".repeat(80))).unwrap_err().to_string();
+    assert!(err.contains("x.folded:1: the line is longer than the limit of 64 bytes"), "{err}");
+    let err = read("p;a 1\np;a;b;c;d;e 1\n").unwrap_err().to_string();
+    assert!(err.contains("x.folded:2: a stack of 6 frames is deeper than the limit of 4"), "{err}");
+    let err = read("p;a;b;c 1\np;d;e;f 1\n").unwrap_err().to_string();
+    assert!(err.contains("x.folded:2: more than the limit of 5 distinct frames"), "{err}");
+    let err = read("p;a;b 1\np;b;a 1\np;c;a;b 1\n").unwrap_err().to_string();
+    assert!(err.contains("x.folded:3: more than the limit of 6 distinct stacks"), "{err}");
+    let max = u64::MAX;
+    let err = read(&format!("p;a {max}\np;b 1\n")).unwrap_err().to_string();
+    assert!(err.contains("x.folded:2: the counts add up to more than"), "{err}");
+    assert!(read(&format!("p;a {max}\n")).is_ok());
 }
 
 #[test]
@@ -215,7 +267,8 @@ fn round_trip_gives_identical_bytes() {
         let first = folded(&p, per_thread);
         let again = read(&first).unwrap();
         assert_eq!(again.total_samples(), p.total_samples());
-        // Read profiles have one anonymous thread: per_thread adds nothing.
+        // Read profiles have threads of which only the process is known:
+        // per_thread adds nothing.
         let second = folded(&again, per_thread);
         assert_eq!(first, second, "per_thread: {per_thread}");
         assert_eq!(folded(&again, !per_thread), second);

@@ -17,9 +17,11 @@
 
 pub mod proto;
 mod read;
+mod wire;
 mod write;
 
 pub(crate) use read::is_gzip;
+pub(crate) use read::{gunzip_stream, read_message, read_pprof_with};
 pub use read::{decode, read_pprof, PprofError};
 pub use write::write_pprof;
 

@@ -38,6 +38,31 @@ pub struct Profile {
     pub default_sample_type: i64,
 }
 
+/// A whole profile without its samples (field 2 is skipped as unknown when
+/// decoding): what the reader decodes at once before it decodes the samples
+/// one at a time.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Tables {
+    #[prost(message, repeated, tag = "1")]
+    pub sample_type: Vec<ValueType>,
+    #[prost(message, repeated, tag = "3")]
+    pub mapping: Vec<Mapping>,
+    #[prost(message, repeated, tag = "4")]
+    pub location: Vec<Location>,
+    #[prost(message, repeated, tag = "5")]
+    pub function: Vec<Function>,
+    #[prost(string, repeated, tag = "6")]
+    pub string_table: Vec<String>,
+    #[prost(int64, tag = "10")]
+    pub duration_nanos: i64,
+    #[prost(message, optional, tag = "11")]
+    pub period_type: Option<ValueType>,
+    #[prost(int64, tag = "12")]
+    pub period: i64,
+    #[prost(int64, repeated, tag = "13")]
+    pub comment: Vec<i64>,
+}
+
 /// A value's type and unit, e.g. `cpu`/`nanoseconds`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct ValueType {

@@ -8,7 +8,9 @@ use flate2::read::GzDecoder;
 use prost::Message;
 
 use super::proto;
+use super::wire::{check_size, fields, Value};
 use super::{JIT_MAPPING, KERNEL_MAPPING};
+use crate::input::{bytes_text, ReadLimits};
 use crate::{Frame, FrameId, FrameKind, Metadata, Module, Profile, Thread};
 
 /// A pprof profile that could not be read.
@@ -23,6 +25,13 @@ pub enum PprofError {
     /// The protobuf decodes but refers to things it does not have.
     #[error("invalid pprof profile: {0}")]
     Invalid(String),
+    /// The bytes are not a protobuf: a field is cut short or of no known
+    /// wire type.
+    #[error("not a pprof profile (truncated or corrupt protobuf): {0}")]
+    Wire(&'static str),
+    /// Reading it would pass a limit of [`ReadLimits`].
+    #[error("pprof profile too large: {0}")]
+    TooLarge(String),
 }
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -32,24 +41,52 @@ pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&GZIP_MAGIC)
 }
 
+/// Gunzips `input` when it is gzipped, up to `limits.max_decompressed_bytes`.
+fn gunzip<'a>(bytes: &'a [u8], limits: &ReadLimits, raw: &'a mut Vec<u8>) -> Result<&'a [u8], PprofError> {
+    if !is_gzip(bytes) {
+        return Ok(bytes);
+    }
+    *raw = gunzip_stream(bytes, limits)?;
+    Ok(&raw[..])
+}
+
+/// Gunzips a stream, up to `limits.max_decompressed_bytes`.
+pub(crate) fn gunzip_stream(input: impl Read, limits: &ReadLimits) -> Result<Vec<u8>, PprofError> {
+    let max = limits.max_decompressed_bytes;
+    let mut out = Vec::new();
+    GzDecoder::new(input)
+        .take(max as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(PprofError::Gzip)?;
+    if out.len() > max {
+        return Err(PprofError::TooLarge(format!(
+            "it unpacks to more than the limit of {}",
+            bytes_text(max)
+        )));
+    }
+    Ok(out)
+}
+
 /// Decodes a pprof protobuf into its raw message, gunzipping it first when
-/// it is gzipped.
+/// it is gzipped, within the default [`ReadLimits`].
 ///
 /// # Errors
 /// As [`read_pprof`], for the gzip and protobuf layers.
 pub fn decode(bytes: &[u8]) -> Result<proto::Profile, PprofError> {
-    let raw;
-    let bytes = if is_gzip(bytes) {
-        let mut out = Vec::new();
-        GzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(PprofError::Gzip)?;
-        raw = out;
-        &raw[..]
-    } else {
-        bytes
-    };
+    let limits = ReadLimits::default();
+    let mut raw = Vec::new();
+    let bytes = gunzip(bytes, &limits, &mut raw)?;
+    check_size(bytes, &limits)?;
     proto::Profile::decode(bytes).map_err(PprofError::Decode)
+}
+
+/// Reads a pprof profile (gzipped or not) into a [`Profile`], within the
+/// default [`ReadLimits`]; see [`read_pprof_with`].
+///
+/// # Errors
+/// As [`read_pprof_with`].
+pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
+    read_pprof_with(bytes, &ReadLimits::default())
 }
 
 /// Reads a pprof profile (gzipped or not) into a [`Profile`].
@@ -62,24 +99,39 @@ pub fn decode(bytes: &[u8]) -> Result<proto::Profile, PprofError> {
 /// a location's lines become a function and the functions inlined into it.
 /// The frequency is 1e9 / period for a period in nanoseconds.
 ///
+/// Memory stays bounded on hostile input: the gzip layer unpacks at most
+/// [`ReadLimits::max_decompressed_bytes`]; the tables are decoded only when
+/// their estimated size is within [`ReadLimits::max_pprof_tables`]; samples
+/// are decoded one at a time, each at most [`ReadLimits::max_stack_depth`]
+/// deep; the profile built must stay within the frame and stack limits.
+///
 /// # Errors
 /// [`PprofError::Gzip`] for a truncated or damaged gzip stream,
 /// [`PprofError::Decode`] for bytes that are not a protobuf of this shape,
-/// [`PprofError::Invalid`] for an index or id that points nowhere.
-pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
-    let message = decode(bytes)?;
-    Reader::new(&message)?.profile()
+/// [`PprofError::Invalid`] for an index or id that points nowhere,
+/// [`PprofError::TooLarge`] past a limit.
+pub(crate) fn read_pprof_with(bytes: &[u8], limits: &ReadLimits) -> Result<Profile, PprofError> {
+    let mut raw = Vec::new();
+    let bytes = gunzip(bytes, limits, &mut raw)?;
+    read_message(bytes, limits)
+}
+
+/// Reads an unpacked `Profile` message.
+pub(crate) fn read_message(bytes: &[u8], limits: &ReadLimits) -> Result<Profile, PprofError> {
+    check_size(bytes, limits)?;
+    let tables = proto::Tables::decode(bytes).map_err(PprofError::Decode)?;
+    Reader::new(&tables)?.profile(bytes, limits)
 }
 
 struct Reader<'a> {
-    message: &'a proto::Profile,
+    message: &'a proto::Tables,
     mappings: HashMap<u64, &'a proto::Mapping>,
     functions: HashMap<u64, &'a proto::Function>,
     locations: HashMap<u64, &'a proto::Location>,
 }
 
 impl<'a> Reader<'a> {
-    fn new(message: &'a proto::Profile) -> Result<Reader<'a>, PprofError> {
+    fn new(message: &'a proto::Tables) -> Result<Reader<'a>, PprofError> {
         Ok(Reader {
             message,
             mappings: message.mapping.iter().map(|m| (m.id, m)).collect(),
@@ -236,12 +288,18 @@ impl<'a> Reader<'a> {
         Ok(())
     }
 
-    fn profile(&self) -> Result<Profile, PprofError> {
+    fn profile(&self, bytes: &[u8], limits: &ReadLimits) -> Result<Profile, PprofError> {
         let mut profile = Profile::new(self.metadata()?);
         let (value, divisor) = self.value_index()?;
         let mut frames = Vec::new();
-        let mut stacks: HashMap<&[u64], Option<crate::StackId>> = HashMap::new();
-        for sample in &self.message.sample {
+        let mut locations: HashMap<u64, Vec<FrameId>> = HashMap::new();
+        let mut total: u64 = 0;
+        for field in fields(bytes) {
+            let (number, field) = field?;
+            let (2, Value::Bytes(encoded)) = (number, field) else {
+                continue;
+            };
+            let sample = proto::Sample::decode(encoded).map_err(PprofError::Decode)?;
             let raw = *sample.value.get(value).ok_or_else(|| {
                 PprofError::Invalid(format!(
                     "a sample has {} values for {} sample types",
@@ -254,18 +312,24 @@ impl<'a> Reader<'a> {
             if count == 0 {
                 continue;
             }
-            let stack = match stacks.get(sample.location_id.as_slice()) {
-                Some(&s) => s,
-                None => {
+            total = total.checked_add(count).ok_or_else(|| {
+                PprofError::Invalid(format!("the sample counts add up to more than {}", u64::MAX))
+            })?;
+            // Frames of each location are found once; stacks are interned
+            // afresh for each sample (a cache keyed by location lists could
+            // take far more memory than the profile).
+            let mut stack = None;
+            for &id in sample.location_id.iter().rev() {
+                if !locations.contains_key(&id) {
                     frames.clear();
-                    for &id in sample.location_id.iter().rev() {
-                        self.location_frames(&mut profile, id, &mut frames)?;
-                    }
-                    let s = profile.intern_stack(&frames);
-                    stacks.insert(&sample.location_id, s);
-                    s
+                    self.location_frames(&mut profile, id, &mut frames)?;
+                    locations.insert(id, frames.clone());
                 }
-            };
+                for &frame in &locations[&id] {
+                    stack = Some(profile.extend_stack(stack, frame));
+                }
+            }
+            limits.check_profile(&profile).map_err(PprofError::TooLarge)?;
             let Some(stack) = stack else { continue };
             let thread = self.thread(&sample.label)?;
             let thread = profile.intern_thread(thread);

@@ -5,7 +5,16 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io;
 
-use crate::{FrameId, FrameKind, Profile, Thread, ThreadId};
+use crate::{Frame, FrameId, FrameKind, Profile, Thread, ThreadId};
+
+mod read;
+
+pub use read::read_speedscope;
+
+/// The `file` of kernel frames.
+const KERNEL_FILE: &str = "[kernel.kallsyms]";
+/// The `file` of JIT frames.
+const JIT_FILE: &str = "[jit]";
 
 /// A thread's stacks (frames root first) and their counts.
 type ThreadStacks = Vec<(Vec<FrameId>, u64)>;
@@ -56,17 +65,34 @@ fn profile_name(thread: &Thread) -> String {
     }
 }
 
+/// What speedscope is shown of a frame: its name, and a `file` (the
+/// source file, else the module, else `[kernel.kallsyms]` or `[jit]` for
+/// those kinds) and line. Frames that show the same are one speedscope
+/// frame, so a function is one frame even when stoke tells apart an inlined
+/// and a called copy of it.
+fn shown(frame: &Frame) -> (&str, Option<&str>, Option<u32>) {
+    match (&frame.kind, &frame.location, &frame.module) {
+        (FrameKind::Kernel, _, _) => (&frame.name, Some(KERNEL_FILE), None),
+        (FrameKind::Jit, _, _) => (&frame.name, Some(JIT_FILE), None),
+        (_, Some((file, line)), _) => (&frame.name, Some(file), Some(*line)),
+        (_, None, Some(module)) => (&frame.name, Some(module), None),
+        (_, None, None) => (&frame.name, None, None),
+    }
+}
+
 /// Writes speedscope's sampled format: one profile per thread (named
 /// `process (thread-tid)`), its samples as stacks of indexes into shared
 /// frames (root first) with weights.
 ///
 /// Weights are nanoseconds (samples × [`crate::Metadata::period_ns`]) when
-/// the frequency is known, else sample counts (unit `none`). Frames carry
-/// their source file and line when known; kernel frames are named
-/// `name_[k]`, JIT frames `name_[j]`, as in folded stacks. Threads are
-/// ordered by pid, tid and names, a thread's stacks by their frame names,
-/// and frames by first use, so the same profile gives the same bytes
-/// whatever its ids.
+/// the frequency is known, else sample counts (unit `none`). A frame is
+/// written as its name with a `file`: the source file and `line` when
+/// known, else its module; kernel frames have `file` `[kernel.kallsyms]`
+/// and JIT frames `[jit]` (names carry no `_[k]` marker). Frames that would
+/// look the same are written once. Profiles are ordered by weight, the
+/// heaviest first (speedscope opens on it: `activeProfileIndex` 0), then by
+/// pid, tid and names; a thread's stacks by their frame names, and frames
+/// by first use, so the same profile gives the same bytes whatever its ids.
 ///
 /// # Errors
 /// When writing to `out` fails.
@@ -75,40 +101,40 @@ pub fn write_speedscope(
     options: &SpeedscopeOptions,
     out: &mut dyn io::Write,
 ) -> io::Result<()> {
-    let names: Vec<String> = profile
+    // Each frame id's speedscope frame: the first frame id showing the same.
+    let mut canonical: HashMap<(&str, Option<&str>, Option<u32>), FrameId> = HashMap::new();
+    let same: Vec<FrameId> = profile
         .frames()
-        .map(|(_, f)| match f.kind {
-            FrameKind::Kernel => format!("{}_[k]", f.name),
-            FrameKind::Jit => format!("{}_[j]", f.name),
-            _ => f.name.clone(),
-        })
+        .map(|(id, f)| *canonical.entry(shown(f)).or_insert(id))
         .collect();
     let mut per_thread: HashMap<ThreadId, ThreadStacks> = HashMap::new();
     for (thread, stack, count) in profile.samples() {
-        per_thread
-            .entry(thread)
-            .or_default()
-            .push((profile.stack_frames(stack), count));
+        let frames = profile
+            .stack_frames(stack)
+            .into_iter()
+            .map(|f| same[f.0 as usize])
+            .collect();
+        per_thread.entry(thread).or_default().push((frames, count));
     }
-    let mut threads: Vec<(&Thread, ThreadStacks)> = per_thread
+    let mut threads: Vec<(&Thread, u64, ThreadStacks)> = per_thread
         .into_iter()
-        .map(|(id, stacks)| (profile.thread(id), stacks))
+        .map(|(id, stacks)| {
+            let weight = stacks.iter().fold(0u64, |sum, s| sum.saturating_add(s.1));
+            (profile.thread(id), weight, stacks)
+        })
         .collect();
     threads.sort_by(|a, b| {
         let key = |t: &Thread| (t.pid, t.tid, t.process_name.clone(), t.thread_name.clone());
-        key(a.0).cmp(&key(b.0))
+        b.1.cmp(&a.1).then_with(|| key(a.0).cmp(&key(b.0)))
     });
+    let name = |f: &FrameId| shown(profile.frame(*f)).0;
     let period = profile.meta.period_ns();
     let mut frame_index: HashMap<FrameId, usize> = HashMap::new();
     let mut frame_order: Vec<FrameId> = Vec::new();
     let mut profiles = String::new();
-    for (i, (thread, mut stacks)) in threads.into_iter().enumerate() {
+    for (i, (thread, _, mut stacks)) in threads.into_iter().enumerate() {
         stacks.sort_by(|a, b| {
-            let path = |s: &[FrameId]| {
-                s.iter()
-                    .map(|f| names[f.0 as usize].as_str())
-                    .collect::<Vec<_>>()
-            };
+            let path = |s: &[FrameId]| s.iter().map(name).collect::<Vec<_>>();
             path(&a.0).cmp(&path(&b.0))
         });
         let mut samples = String::new();
@@ -164,11 +190,14 @@ pub fn write_speedscope(
         if i > 0 {
             json.push(',');
         }
+        let (name, file, line) = shown(profile.frame(*id));
         json.push_str("\n{\"name\":");
-        push_json_string(&mut json, &names[id.0 as usize]);
-        if let Some((file, line)) = &profile.frame(*id).location {
+        push_json_string(&mut json, name);
+        if let Some(file) = file {
             json.push_str(",\"file\":");
             push_json_string(&mut json, file);
+        }
+        if let Some(line) = line {
             let _ = write!(json, ",\"line\":{line}");
         }
         json.push('}');
