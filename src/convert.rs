@@ -10,7 +10,7 @@ use crate::input;
 use crate::output::{self, Render};
 use crate::svg_args::SvgArgs;
 
-/// Read a profile (folded or pprof) and write it again in any output
+/// Read a profile (folded, pprof or speedscope) and write it again in any output
 /// format: an SVG flame graph, folded stacks, pprof or speedscope.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
@@ -19,8 +19,8 @@ use crate::svg_args::SvgArgs;
     stoke convert out.folded -o out.pb.gz\n  \
     cat out.folded | stoke convert - -o - --format svg > flame.svg")]
 pub struct ConvertArgs {
-    /// The profile to read: folded stacks or pprof (gzipped or not); `-`
-    /// reads stdin.
+    /// The profile to read: folded stacks, pprof (gzipped or not) or
+    /// speedscope JSON; `-` reads stdin.
     #[arg(value_name = "IN")]
     pub input: PathBuf,
 
@@ -43,13 +43,21 @@ pub struct ConvertArgs {
     #[arg(long)]
     pub per_thread: bool,
 
+    /// Fold inlined functions into the functions they were inlined into
+    /// (like pprof's -noinlines).
+    #[arg(long)]
+    pub no_inlines: bool,
+
     #[command(flatten)]
     pub svg: SvgArgs,
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let outputs = output::resolve(&args.outputs, args.format, "stoke")?;
-    let profile = input::read(&args.input)?;
+    let mut profile = input::read(&args.input)?;
+    if args.no_inlines {
+        profile = profile.without_inlines();
+    }
     let render = Render {
         title: args.title,
         per_thread: args.per_thread,

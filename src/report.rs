@@ -10,15 +10,17 @@ use stoke_profile::{write_report, ReportOptions, ReportOrder};
 
 use crate::{input, summary};
 
-/// Print the functions of a profile (folded or pprof) with the most self
-/// and total samples, like `perf report --no-children` or `pprof -top`.
+/// Print the functions of a profile (folded, pprof or speedscope) with the
+/// most self and total samples, like `perf report --no-children` or `pprof
+/// -top`. Kernel functions are marked `[kernel]`.
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  \
     stoke report out.folded\n  \
     stoke report --top 40 --sort total profile.pb.gz\n  \
     stoke record -o - -- ./prog | stoke report -")]
 pub struct ReportArgs {
-    /// The profile: folded stacks or pprof (gzipped or not); `-` reads stdin.
+    /// The profile: folded stacks, pprof (gzipped or not) or speedscope
+    /// JSON; `-` reads stdin.
     #[arg(value_name = "FILE")]
     pub input: PathBuf,
 
@@ -30,6 +32,12 @@ pub struct ReportArgs {
     /// (it or anything it called).
     #[arg(long, value_enum, default_value_t = Sort::SelfSamples)]
     pub sort: Sort,
+
+    /// Fold inlined functions into the functions they were inlined into
+    /// (like pprof's -noinlines), so the table reads as perf report's.
+    /// Recordings and pprof files know inline frames; folded text does not.
+    #[arg(long)]
+    pub no_inlines: bool,
 }
 
 /// Orderings of the report.
@@ -44,7 +52,10 @@ pub enum Sort {
 }
 
 pub fn run(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    let profile = input::read(&args.input)?;
+    let mut profile = input::read(&args.input)?;
+    if args.no_inlines {
+        profile = profile.without_inlines();
+    }
     let options = ReportOptions {
         top: args.top,
         order: match args.sort {

@@ -67,7 +67,7 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
     if !top.is_empty() {
         eprintln!("stoke: top functions by self samples:");
         for f in top {
-            eprintln!("  {:>5.1}%  {}", percent(f.count, total), f.name);
+            eprintln!("  {:>5.1}%  {}", percent(f.count, total), f.label());
         }
     }
     if !outputs.is_empty() {

@@ -328,6 +328,38 @@ impl Profile {
     }
 }
 
+impl Profile {
+    /// The same profile with every inlined frame folded into the function
+    /// it was inlined into (like pprof's `-noinlines`): its samples count
+    /// for that caller, so self and total samples read as a report of
+    /// perf's (which names the outer function of an address) does.
+    pub fn without_inlines(&self) -> Profile {
+        let mut out = Profile::new(self.meta.clone());
+        for module in &self.modules {
+            out.add_module(module.clone());
+        }
+        let mut frames: Vec<Option<FrameId>> = vec![None; self.frames.len()];
+        let mut threads: Vec<Option<ThreadId>> = vec![None; self.threads.len()];
+        for (thread, stack, count) in self.samples() {
+            let mut new_stack = None;
+            for frame in self.stack_frames(stack) {
+                if self.frame(frame).kind == FrameKind::Inline {
+                    continue;
+                }
+                let id = *frames[frame.0 as usize]
+                    .get_or_insert_with(|| out.intern_frame(self.frame(frame).clone()));
+                new_stack = Some(out.extend_stack(new_stack, id));
+            }
+            let new_thread = *threads[thread.0 as usize]
+                .get_or_insert_with(|| out.intern_thread(self.thread(thread).clone()));
+            if let Some(new_stack) = new_stack {
+                out.add_sample(new_thread, new_stack, count);
+            }
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,6 +399,32 @@ mod tests {
         assert_eq!(p.intern_thread(thread(7)), t);
         assert_ne!(p.intern_thread(thread(8)), t);
         assert_eq!(p.threads().len(), 2);
+    }
+
+    #[test]
+    fn inline_frames_fold_into_their_callers() {
+        let mut p = Profile::default();
+        let main = user(&mut p, "main");
+        let parse = user(&mut p, "parse");
+        let next = p.intern_frame(Frame::new("next_token", FrameKind::Inline));
+        let t = p.intern_thread(thread(1));
+        let deep = p.intern_stack(&[main, parse, next]).unwrap();
+        let shallow = p.intern_stack(&[main, parse]).unwrap();
+        p.add_sample(t, deep, 3);
+        p.add_sample(t, shallow, 2);
+        let folded = p.without_inlines();
+        let samples: Vec<_> = folded
+            .samples()
+            .map(|(_, s, c)| {
+                let names: Vec<_> = folded
+                    .stack_frames(s)
+                    .into_iter()
+                    .map(|f| folded.frame(f).name.clone())
+                    .collect();
+                (names, c)
+            })
+            .collect();
+        assert_eq!(samples, vec![(vec!["main".to_owned(), "parse".to_owned()], 5)]);
     }
 
     #[test]

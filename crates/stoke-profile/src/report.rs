@@ -5,13 +5,15 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 
 use crate::svg::thousands;
-use crate::Profile;
+use crate::{FrameKind, Profile};
 
 /// A function's samples.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionStats {
     /// The function (frame) name.
     pub name: String,
+    /// Whether it is a kernel function (shown `name [kernel]`).
+    pub kernel: bool,
     /// Samples in which it is the leaf (running itself).
     pub self_samples: u64,
     /// Samples in which it is anywhere on the stack (itself or a callee
@@ -47,28 +49,48 @@ impl Default for ReportOptions {
     }
 }
 
-/// Self and total samples of every function, grouped by name (threads
-/// summed), ordered by `order` then by the other count, then by name.
+impl FunctionStats {
+    /// The name as shown: kernel functions marked `[kernel]`.
+    pub fn label(&self) -> String {
+        label(&self.name, self.kernel)
+    }
+}
+
+/// `name`, or `name [kernel]` for a kernel function.
+pub(crate) fn label(name: &str, kernel: bool) -> String {
+    if kernel {
+        format!("{name} [kernel]")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// Self and total samples of every function, grouped by name and whether it
+/// is a kernel function (threads summed), ordered by `order` then by the
+/// other count, then by name.
 pub fn function_stats(profile: &Profile, order: ReportOrder) -> Vec<FunctionStats> {
-    let mut stats: HashMap<&str, (u64, u64)> = HashMap::new();
-    let mut seen: HashSet<&str> = HashSet::new();
+    let key = |frame| {
+        let frame = profile.frame(frame);
+        (frame.name.as_str(), frame.kind == FrameKind::Kernel)
+    };
+    let mut stats: HashMap<(&str, bool), (u64, u64)> = HashMap::new();
+    let mut seen: HashSet<(&str, bool)> = HashSet::new();
     for (_, stack, count) in profile.samples() {
-        let leaf = profile.frame(profile.stack_frame(stack)).name.as_str();
-        let entry = stats.entry(leaf).or_default();
+        let entry = stats.entry(key(profile.stack_frame(stack))).or_default();
         entry.0 = entry.0.saturating_add(count);
         seen.clear();
         for frame in profile.stack_frames(stack) {
-            let name = profile.frame(frame).name.as_str();
-            if seen.insert(name) {
-                let entry = stats.entry(name).or_default();
+            if seen.insert(key(frame)) {
+                let entry = stats.entry(key(frame)).or_default();
                 entry.1 = entry.1.saturating_add(count);
             }
         }
     }
     let mut rows: Vec<FunctionStats> = stats
         .into_iter()
-        .map(|(name, (self_samples, total_samples))| FunctionStats {
+        .map(|((name, kernel), (self_samples, total_samples))| FunctionStats {
             name: name.to_owned(),
+            kernel,
             self_samples,
             total_samples,
         })
@@ -78,7 +100,10 @@ pub fn function_stats(profile: &Profile, order: ReportOrder) -> Vec<FunctionStat
             ReportOrder::SelfSamples => (f.self_samples, f.total_samples),
             ReportOrder::TotalSamples => (f.total_samples, f.self_samples),
         };
-        key(b).cmp(&key(a)).then_with(|| a.name.cmp(&b.name))
+        key(b)
+            .cmp(&key(a))
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.kernel.cmp(&b.kernel))
     });
     rows
 }
@@ -93,7 +118,8 @@ fn percent(part: u64, whole: u64) -> f64 {
 
 /// Writes the top [`ReportOptions::top`] functions as a table: self samples
 /// and percentage, the running sum of self percentages, total samples and
-/// percentage, and the name. Percentages are of all samples.
+/// percentage, and the name (kernel functions marked `[kernel]`).
+/// Percentages are of all samples.
 ///
 /// ```text
 ///      self   self%    sum%     total  total%  function
@@ -125,7 +151,7 @@ pub fn write_report(
             percent(sum, total),
             thousands(row.total_samples),
             percent(row.total_samples, total),
-            row.name
+            row.label()
                 .chars()
                 .map(|c| if c.is_control() { ' ' } else { c })
                 .collect::<String>()

@@ -2,13 +2,15 @@
 
 use std::collections::HashMap;
 
-use crate::Profile;
+use crate::{FrameKind, Profile};
 
 /// A function and its sample count.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FunctionCount {
     /// The function (frame) name.
     pub name: String,
+    /// Whether it is a kernel function.
+    pub kernel: bool,
     /// Samples.
     pub count: u64,
 }
@@ -16,22 +18,31 @@ pub struct FunctionCount {
 /// The `n` functions with the most self samples (the leaf frame), most first,
 /// ties by name.
 ///
-/// Frames are grouped by name only: the same name in two modules, or as a
-/// kernel and a user frame, counts as one function. Threads are summed.
+/// Frames are grouped by name and by whether they are kernel functions: the
+/// same name in two modules counts as one function. Threads are summed.
 pub fn top_self(profile: &Profile, n: usize) -> Vec<FunctionCount> {
-    let mut per_name: HashMap<&str, u64> = HashMap::new();
+    let mut per_name: HashMap<(&str, bool), u64> = HashMap::new();
     for (_, stack, count) in profile.samples() {
-        let name = profile.frame(profile.stack_frame(stack)).name.as_str();
-        let total = per_name.entry(name).or_insert(0);
+        let frame = profile.frame(profile.stack_frame(stack));
+        let key = (frame.name.as_str(), frame.kind == FrameKind::Kernel);
+        let total = per_name.entry(key).or_insert(0);
         *total = total.saturating_add(count);
     }
-    let mut top: Vec<(&str, u64)> = per_name.into_iter().collect();
-    top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    let mut top: Vec<((&str, bool), u64)> = per_name.into_iter().collect();
+    top.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     top.truncate(n);
     top.into_iter()
-        .map(|(name, count)| FunctionCount {
+        .map(|((name, kernel), count)| FunctionCount {
             name: name.to_owned(),
+            kernel,
             count,
         })
         .collect()
+}
+
+impl FunctionCount {
+    /// The name as shown: kernel functions marked `[kernel]`.
+    pub fn label(&self) -> String {
+        crate::report::label(&self.name, self.kernel)
+    }
 }

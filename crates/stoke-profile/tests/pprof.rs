@@ -227,3 +227,85 @@ fn input_format_is_detected_and_empty_input_is_an_error() {
     let err = read_profile(b"a;b 1\nno count\n", "bad.folded").unwrap_err();
     assert!(err.to_string().starts_with("bad.folded:2: "), "{err}");
 }
+
+#[test]
+fn the_main_programs_mapping_comes_first() {
+    let mut p = Profile::new(Metadata::default());
+    for (name, path) in [
+        ("libpython3.11.so.1.0", "/usr/lib/libpython3.11.so.1.0"),
+        ("python3.11", "/usr/bin/python3.11"),
+    ] {
+        p.add_module(Module {
+            name: name.into(),
+            path: path.into(),
+            build_id: None,
+        });
+    }
+    let main = p.intern_thread(Thread {
+        pid: 7,
+        tid: 7,
+        process_name: Some("python3".into()),
+        thread_name: None,
+    });
+    let frame = |p: &mut Profile, name: &str, module: &str| {
+        p.intern_frame(Frame {
+            name: name.into(),
+            kind: FrameKind::User,
+            module: Some(module.into()),
+            location: None,
+        })
+    };
+    let start = frame(&mut p, "_start", "python3.11");
+    let eval = frame(&mut p, "_PyEval_EvalFrameDefault", "libpython3.11.so.1.0");
+    // Most samples are in the library, but every stack starts in the program.
+    let stack = p.intern_stack(&[start, eval]).unwrap();
+    p.add_sample(main, stack, 90);
+    let m = decode(&pprof_bytes(&p)).unwrap();
+    let first = &m.mapping[0];
+    assert_eq!(m.string_table[first.filename as usize], "/usr/bin/python3.11");
+}
+
+#[test]
+fn hostile_pprof_is_refused_within_the_limits() {
+    use std::io::Write;
+    // 100 MB of empty samples, 97 KB gzipped: refused at the unpacking limit.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    for _ in 0..1000 {
+        gz.write_all(&[0x12, 0x00].repeat(50_000)).unwrap();
+    }
+    let bomb = gz.finish().unwrap();
+    let err = read_profile(&bomb, "bomb.pb.gz").unwrap_err().to_string();
+    assert!(err.contains("unpacks to more than the limit of 64 MiB"), "{err}");
+    // 16 MB of empty strings (raw): their table would take 24 times that.
+    let strings = [0x32, 0x00].repeat(8 << 20);
+    let err = read_profile(&strings, "strings.pb").unwrap_err().to_string();
+    assert!(err.contains("tables would take more than the limit of 64 MiB"), "{err}");
+    // One sample 100,000 locations deep.
+    let mut sample = vec![0x0a];
+    let ids = [0x01].repeat(100_000);
+    let mut len = ids.len();
+    while len >= 0x80 {
+        sample.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    sample.push(len as u8);
+    sample.extend(&ids);
+    let mut message = vec![0x12];
+    let mut len = sample.len();
+    while len >= 0x80 {
+        message.push((len as u8 & 0x7f) | 0x80);
+        len >>= 7;
+    }
+    message.push(len as u8);
+    message.extend(&sample);
+    let err = read_profile(&message, "deep.pb").unwrap_err().to_string();
+    assert!(err.contains("a sample of 100000 locations is deeper than the limit"), "{err}");
+}
+
+#[test]
+fn binary_data_is_not_a_profile() {
+    let err = read_profile(b"\x7fELF\x02\x01\x01\x00\x00\x00", "a.out").unwrap_err();
+    assert_eq!(err.to_string(), "a.out: not a folded, pprof or speedscope profile");
+    let err = read_profile(&[0u8; 64], "zeros").unwrap_err();
+    assert_eq!(err.to_string(), "zeros: not a folded, pprof or speedscope profile");
+}

@@ -3,12 +3,12 @@
 mod common;
 
 use common::{add, sample_profile};
-use stoke_profile::{top_self, FrameKind, FunctionCount, Profile, Thread};
+use stoke_profile::{top_self, FrameKind, Profile, Thread};
 
 fn top(profile: &Profile, n: usize) -> Vec<(String, u64)> {
     top_self(profile, n)
         .into_iter()
-        .map(|FunctionCount { name, count }| (name, count))
+        .map(|f| (f.label(), f.count))
         .collect()
 }
 
@@ -19,7 +19,7 @@ fn leaf_frames_most_first() {
         top(&p, 4),
         vec![
             ("helper".into(), 50),
-            ("do_syscall_64".into(), 20),
+            ("do_syscall_64 [kernel]".into(), 20),
             ("<alloc::vec::Vec<[u8; 8]>>::push".into(), 10),
             ("compute".into(), 10),
         ],

@@ -185,6 +185,30 @@ pub fn write_pprof(profile: &Profile, out: &mut dyn io::Write) -> io::Result<()>
     gz.finish()?.flush()
 }
 
+/// The main program's module: the one holding the outermost named frame
+/// (`_start`, `main`) of the most samples on processes' main threads (tid
+/// = pid, or unknown), so a driver with one sample does not win over the
+/// compiler it runs, nor a library over the executable that loads it.
+fn main_module(profile: &Profile) -> Option<&crate::Module> {
+    let mut weight: HashMap<&str, u64> = HashMap::new();
+    for (thread, stack, count) in profile.samples() {
+        let thread = profile.thread(thread);
+        if thread.tid != thread.pid && thread.tid != 0 {
+            continue;
+        }
+        let outer = profile
+            .stack_frames(stack)
+            .into_iter()
+            .find_map(|f| profile.frame(f).module.as_deref());
+        if let Some(module) = outer {
+            *weight.entry(module).or_default() += count;
+        }
+    }
+    let mut ranked: Vec<(&str, u64)> = weight.into_iter().collect();
+    ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    ranked.into_iter().find_map(|(name, _)| profile.module(name))
+}
+
 /// The pprof message of a profile.
 pub(crate) fn to_proto(profile: &Profile) -> proto::Profile {
     let mut b = Builder::default();
@@ -207,6 +231,12 @@ pub(crate) fn to_proto(profile: &Profile) -> proto::Profile {
     comments.push(format!("stoke:lost={}", profile.meta.lost));
     comments.push(format!("stoke:truncated={}", profile.meta.truncated));
     b.out.comment = comments.iter().map(|c| b.string(c)).collect();
+    // pprof takes the first mapping for the main program (`File:` in its
+    // reports, the binary it symbolizes against).
+    if let Some(main) = main_module(profile) {
+        let (path, build_id) = (main.path.clone(), main.build_id.clone());
+        b.mapping(&path, build_id.as_deref(), false);
+    }
 
     let mut stacks: HashMap<StackId, Vec<u64>> = HashMap::new();
     let mut labels = HashMap::new();
