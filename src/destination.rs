@@ -171,7 +171,8 @@ fn own_descriptor(path: &Path) -> Option<RawFd> {
     let rest = path.strip_prefix("/proc").ok()?;
     let mut parts = rest.iter();
     let pid = parts.next()?;
-    let ours = pid == "self" || pid == "thread-self" || pid == std::process::id().to_string().as_str();
+    let ours =
+        pid == "self" || pid == "thread-self" || pid == std::process::id().to_string().as_str();
     if !ours {
         return None;
     }
@@ -380,8 +381,13 @@ mod tests {
 
     #[test]
     fn missing_folders_and_folders_are_refused() {
-        let err = resolve(Path::new("/no/such/dir/a.svg")).unwrap_err().to_string();
-        assert!(err.contains("output folder /no/such/dir does not exist"), "{err}");
+        let err = resolve(Path::new("/no/such/dir/a.svg"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("output folder /no/such/dir does not exist"),
+            "{err}"
+        );
         let err = resolve(Path::new("/tmp")).unwrap_err().to_string();
         assert!(err.contains("/tmp is a folder"), "{err}");
     }

@@ -172,11 +172,7 @@ pub fn write(profile: &Profile, output: &Output, settings: &Render) -> anyhow::R
 
 /// Writes every output, going on past a failed one: the outputs written,
 /// and each one that failed with a `stoke: cannot write …` line printed.
-pub fn write_all(
-    profile: &Profile,
-    outputs: &[Output],
-    settings: &Render,
-) -> (Vec<Output>, usize) {
+pub fn write_all(profile: &Profile, outputs: &[Output], settings: &Render) -> (Vec<Output>, usize) {
     let mut written = Vec::new();
     let mut failed = 0;
     for out in outputs {

@@ -141,7 +141,11 @@ fn speedscope_has_one_sampled_profile_per_thread() {
         "one thread"
     );
     assert!(text.contains("\"name\":\"cpu_split (cpu_split-"), "{text}");
-    assert!(text.contains("{\"name\":\"hot\"}"), "{text}");
+    assert!(
+        text.contains(r#"{"name":"hot","file":"cpu_split"}"#),
+        "{text}"
+    );
+    assert!(!text.contains("_[k]"), "kernel frames carry no marker");
 }
 
 #[test]
@@ -351,5 +355,257 @@ fn hostile_names_are_escaped_in_svg_and_kept_across_folded_and_pprof() {
             m.string_table.iter().any(|s| s == name),
             "{name} kept in pprof"
         );
+    }
+}
+
+/// `stoke record -F 999 EXTRA -- cpu_split 0.5` in a fresh folder.
+fn record_split(dir: &Path, extra: &[&str]) -> Outcome {
+    let mut cmd = stoke_record(dir);
+    cmd.args(["-F", HZ]).args(extra).arg("--");
+    cmd.arg(c_fixture("cpu_split", Build::FramePointers))
+        .arg("0.5");
+    run(&mut cmd)
+}
+
+#[test]
+fn a_profile_on_stdout_gets_stdout_alone_and_the_command_prints_on_stderr() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = record_split(dir.path(), &["-o", "-"]);
+    out.assert_success();
+    // Every line is folded (Folded::parse panics on any other line).
+    let folded = Folded::parse(&out.stdout);
+    assert!(folded.share_containing("hot") > 0.5, "{out}");
+    assert!(
+        out.stderr.lines().any(|l| l.starts_with("split hot=")),
+        "the command's own output is kept, on stderr\n{out}"
+    );
+    // The pipeline of `stoke report --help`.
+    let mut report = stoke();
+    report
+        .args(["report", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = report.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(out.stdout.as_bytes())
+        .unwrap();
+    let report = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&report.stdout);
+    assert!(report.status.success(), "{text}");
+    assert!(text.lines().nth(2).unwrap().ends_with(" hot"), "{text}");
+
+    let svg = record_split(dir.path(), &["-o", "-", "--format", "svg"]);
+    svg.assert_success();
+    assert!(svg.stdout.starts_with("<?xml"), "{svg}");
+    assert!(svg.stdout.trim_end().ends_with("</svg>"), "{svg}");
+    // The command's output stays where it was when the profile goes to a file.
+    let file = record_split(dir.path(), &["-o", "f.folded"]);
+    assert!(file.stdout.starts_with("split hot="), "{file}");
+}
+
+#[test]
+fn an_unwritable_output_is_refused_before_the_command_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    let ok = dir.path().join("ok.folded");
+    let mut cmd = stoke_record(dir.path());
+    cmd.args(["-o", "/proc/version/x.svg", "-o"])
+        .arg(&ok)
+        .args(["--", "sh", "-c"])
+        .arg(format!("touch {}", marker.display()));
+    let out = run(&mut cmd);
+    assert_stoke_error(&out, Some(1), &["cannot write /proc/version/x.svg"]);
+    assert!(!marker.exists(), "the command ran\n{out}");
+    assert!(!ok.exists());
+}
+
+#[test]
+fn an_output_failing_at_the_end_leaves_the_others_written_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = record_split(
+        dir.path(),
+        &["-o", "/dev/full", "-o", "ok.folded", "-o", "ok.svg"],
+    );
+    assert_stoke_error(&out, Some(1), &["cannot write /dev/full", "No space left"]);
+    assert!(Folded::read(&dir.path().join("ok.folded")).total() > 0);
+    assert!(std::fs::read_to_string(dir.path().join("ok.svg"))
+        .unwrap()
+        .contains("</svg>"));
+    assert!(out.stderr.contains("stoke: wrote "), "{out}");
+    assert!(!out.stderr.contains("wrote /dev/full"), "{out}");
+}
+
+#[test]
+fn report_reads_speedscope_and_lists_functions_not_the_process() {
+    let r = split();
+    for file in ["out.folded", "out.speedscope.json", "out.pb.gz"] {
+        let out = stoke_in(
+            r.dir.path(),
+            &["report", file, "-n", "50", "--sort", "total"],
+        );
+        out.assert_success();
+        assert!(
+            !out.stdout
+                .lines()
+                .any(|l| l.trim_end().ends_with(" cpu_split")),
+            "{file}: the process is listed as a function\n{out}"
+        );
+        assert!(out.stdout.contains(" main\n"), "{file}\n{out}");
+    }
+    let pprof = stoke_in(r.dir.path(), &["report", "out.pb.gz", "-n", "3"]);
+    let speedscope = stoke_in(r.dir.path(), &["report", "out.speedscope.json", "-n", "3"]);
+    let rows = |o: &Outcome| {
+        o.stdout
+            .lines()
+            .skip(1)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        rows(&pprof),
+        rows(&speedscope),
+        "same table from speedscope"
+    );
+    let out = stoke_in(
+        r.dir.path(),
+        &[
+            "convert",
+            "out.speedscope.json",
+            "-o",
+            "back.folded",
+            "--per-thread",
+        ],
+    );
+    out.assert_success();
+    let original = Folded::read(&r.path("out.folded"));
+    let back = Folded::read(&r.path("back.folded"));
+    assert_eq!(back.total(), original.total());
+}
+
+#[test]
+fn binary_files_are_not_profiles() {
+    let fixture = c_fixture("cpu_split", Build::FramePointers);
+    let out = stoke_in(Path::new("/"), &["report", fixture.to_str().unwrap()]);
+    assert_stoke_error(
+        &out,
+        Some(1),
+        &["not a folded, pprof or speedscope profile"],
+    );
+    let out = stoke_in(
+        Path::new("/"),
+        &[
+            "convert",
+            "/bin/sh",
+            "-o",
+            "/dev/null",
+            "--format",
+            "folded",
+        ],
+    );
+    assert_stoke_error(
+        &out,
+        Some(1),
+        &["/bin/sh: not a folded, pprof or speedscope profile"],
+    );
+}
+
+#[test]
+fn titles_quote_the_command_as_a_shell_would() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = stoke_record(dir.path());
+    cmd.args(["-F", HZ, "-o", "t.pb.gz", "--", "sh", "-c"])
+        .arg("i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done | cat");
+    run(&mut cmd).assert_success();
+    let m = decode(&std::fs::read(dir.path().join("t.pb.gz")).unwrap()).unwrap();
+    assert_eq!(
+        m.string_table[m.comment[0] as usize],
+        "sh -c 'i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done | cat'"
+    );
+}
+
+/// Peak RSS in KiB of `stoke ARGS`, measured by GNU time, with its outcome.
+fn peak_rss(dir: &Path, args: &[&str]) -> Option<(u64, Outcome)> {
+    let time = Path::new("/usr/bin/time");
+    if !time.exists() {
+        return None;
+    }
+    let mut cmd = std::process::Command::new(time);
+    cmd.current_dir(dir)
+        .args(["-f", "peak-rss-kib %M"])
+        .arg(common::stoke_path())
+        .args(args);
+    let out = run(&mut cmd);
+    let rss = out
+        .stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("peak-rss-kib "))
+        .and_then(|v| v.trim().parse().ok())?;
+    Some((rss, out))
+}
+
+#[test]
+fn hostile_inputs_stay_under_200_mb_with_a_clear_error() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).unwrap();
+    let distinct: Vec<String> = (0..1_300_000).map(|i| format!("f{i}")).collect();
+    write(
+        "distinct.folded",
+        format!("{} 1\n", distinct.join(";")).as_bytes(),
+    );
+    write(
+        "deep.folded",
+        format!("{} 1\n", ["a"; 5_300_000].join(";")).as_bytes(),
+    );
+    write(
+        "overflow.folded",
+        format!("p;a {}\np;b 1\n", u64::MAX).as_bytes(),
+    );
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    for _ in 0..1000 {
+        gz.write_all(&[0x12, 0x00].repeat(50_000)).unwrap();
+    }
+    write("repeated.pb.gz", &gz.finish().unwrap());
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    let zeros = vec![0u8; 1 << 20];
+    for _ in 0..1024 {
+        gz.write_all(&zeros).unwrap();
+    }
+    write("zeros.gz", &gz.finish().unwrap());
+    for (file, message) in [
+        (
+            "distinct.folded",
+            "distinct.folded:1: a stack of 1300000 frames is deeper than the limit of 65536",
+        ),
+        (
+            "deep.folded",
+            "deep.folded:1: a stack of 5300000 frames is deeper than the limit",
+        ),
+        (
+            "overflow.folded",
+            "overflow.folded:2: the counts add up to more than",
+        ),
+        (
+            "repeated.pb.gz",
+            "repeated.pb.gz: pprof profile too large: it unpacks to more than the limit of 64 MiB",
+        ),
+        (
+            "zeros.gz",
+            "zeros.gz: pprof profile too large: it unpacks to more than the limit",
+        ),
+    ] {
+        let Some((rss, out)) = peak_rss(dir.path(), &["report", file]) else {
+            eprintln!("skipped the memory check: /usr/bin/time (GNU time) is not installed");
+            let out = stoke_in(dir.path(), &["report", file]);
+            assert_stoke_error(&out, Some(1), &[message]);
+            continue;
+        };
+        assert_stoke_error(&out, Some(1), &[message]);
+        assert!(rss < 200 * 1024, "{file}: peak RSS {rss} KiB\n{out}");
     }
 }

@@ -41,7 +41,14 @@ mod tests {
 
     #[test]
     fn words_are_quoted_only_where_a_shell_needs_it() {
-        let words = ["sh", "-c", "sort big.txt | uniq -c", "", "it's", "a=b,c/d.e"];
+        let words = [
+            "sh",
+            "-c",
+            "sort big.txt | uniq -c",
+            "",
+            "it's",
+            "a=b,c/d.e",
+        ];
         let line = command_line(words.iter().map(OsStr::new));
         assert_eq!(
             line,

@@ -235,7 +235,11 @@ pub fn read_folded_with(
     loop {
         bytes.clear();
         let max = limits.max_line_bytes;
-        if (&mut *input).take(max as u64 + 1).read_until(b'\n', &mut bytes)? == 0 {
+        if (&mut *input)
+            .take(max as u64 + 1)
+            .read_until(b'\n', &mut bytes)?
+            == 0
+        {
             break;
         }
         line_number += 1;

@@ -149,8 +149,8 @@ pub fn detect_format(head: &[u8], source_name: &str) -> InputFormat {
     let pprof_name = [".pb", ".pb.gz", ".pprof"]
         .iter()
         .any(|ext| source_name.ends_with(ext));
-    let json = head.trim_ascii_start().starts_with(b"{")
-        && head.windows(10).any(|w| w == b"speedscope");
+    let json =
+        head.trim_ascii_start().starts_with(b"{") && head.windows(10).any(|w| w == b"speedscope");
     if crate::pprof::is_gzip(head) || pprof_name {
         InputFormat::Pprof
     } else if json {
@@ -216,17 +216,18 @@ pub fn read_profile_from(
                 (
                     Err(PprofError::Decode(_) | PprofError::Wire(_) | PprofError::Invalid(_)),
                     InputFormat::Unknown,
-                ) => {
-                    return Err(ReadError::NotAProfile(source_name.to_owned()))
-                }
+                ) => return Err(ReadError::NotAProfile(source_name.to_owned())),
                 (Err(error), _) => return Err(pprof_error(error)),
             }
         }
-        InputFormat::Speedscope => crate::speedscope::read_speedscope(input, limits)
-            .map_err(|message| ReadError::Speedscope {
-                source_name: source_name.to_owned(),
-                message,
-            })?,
+        InputFormat::Speedscope => {
+            crate::speedscope::read_speedscope(input, limits).map_err(|message| {
+                ReadError::Speedscope {
+                    source_name: source_name.to_owned(),
+                    message,
+                }
+            })?
+        }
     };
     if profile.is_empty() {
         return Err(ReadError::Empty(source_name.to_owned()));
@@ -268,9 +269,18 @@ mod tests {
             detect_format(b"{\"$schema\":\"https://www.speedscope.app/", "x"),
             InputFormat::Speedscope
         );
-        assert_eq!(detect_format(b"\x7fELF\x02\x01\x01\0", "x"), InputFormat::Unknown);
-        assert_eq!(detect_format("caf\u{e9}".as_bytes(), "x"), InputFormat::Folded);
-        assert_eq!(detect_format(&"é".as_bytes()[..1], "x"), InputFormat::Folded);
+        assert_eq!(
+            detect_format(b"\x7fELF\x02\x01\x01\0", "x"),
+            InputFormat::Unknown
+        );
+        assert_eq!(
+            detect_format("caf\u{e9}".as_bytes(), "x"),
+            InputFormat::Folded
+        );
+        assert_eq!(
+            detect_format(&"é".as_bytes()[..1], "x"),
+            InputFormat::Folded
+        );
         assert_eq!(bytes_text(16 << 20), "16 MiB");
         assert_eq!(bytes_text(100), "100 bytes");
     }

@@ -29,7 +29,9 @@ pub use diff::{
     compare_self_shares, write_diff_svg, write_share_table, ShareChange, ShareComparison,
 };
 pub use folded::{read_folded, read_folded_with, write_folded, FoldedError, FoldedOptions};
-pub use input::{detect_format, read_profile, read_profile_from, InputFormat, ReadError, ReadLimits};
+pub use input::{
+    detect_format, read_profile, read_profile_from, InputFormat, ReadError, ReadLimits,
+};
 pub use model::{Frame, FrameId, FrameKind, Metadata, Module, Profile, StackId, Thread, ThreadId};
 pub use pprof::{read_pprof, write_pprof, PprofError};
 pub use report::{function_stats, write_report, FunctionStats, ReportOptions, ReportOrder};

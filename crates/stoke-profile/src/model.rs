@@ -424,7 +424,10 @@ mod tests {
                 (names, c)
             })
             .collect();
-        assert_eq!(samples, vec![(vec!["main".to_owned(), "parse".to_owned()], 5)]);
+        assert_eq!(
+            samples,
+            vec![(vec!["main".to_owned(), "parse".to_owned()], 5)]
+        );
     }
 
     #[test]

@@ -88,12 +88,14 @@ pub fn function_stats(profile: &Profile, order: ReportOrder) -> Vec<FunctionStat
     }
     let mut rows: Vec<FunctionStats> = stats
         .into_iter()
-        .map(|((name, kernel), (self_samples, total_samples))| FunctionStats {
-            name: name.to_owned(),
-            kernel,
-            self_samples,
-            total_samples,
-        })
+        .map(
+            |((name, kernel), (self_samples, total_samples))| FunctionStats {
+                name: name.to_owned(),
+                kernel,
+                self_samples,
+                total_samples,
+            },
+        )
         .collect();
     rows.sort_by(|a, b| {
         let key = |f: &FunctionStats| match order {

@@ -166,10 +166,13 @@ fn reads_kinds_spaces_and_sums() {
 
 #[test]
 fn a_one_frame_line_is_a_frame_and_roots_are_processes() {
-    let p = read("a 5
+    let p = read(
+        "a 5
 a;b 3
 c;b 1
-").unwrap();
+",
+    )
+    .unwrap();
     let mut rows: Vec<(Option<String>, Vec<String>, u64)> = p
         .samples()
         .map(|(t, s, c)| {
@@ -204,17 +207,38 @@ fn limits_and_overflowing_counts_are_errors() {
         ..ReadLimits::default()
     };
     let read = |text: &str| read_folded_with(&mut text.as_bytes(), "x.folded", &limits);
-    let err = read(&format!("p;{} 1\n", "f".repeat(80))).unwrap_err().to_string();
-    assert!(err.contains("x.folded:1: the line is longer than the limit of 64 bytes"), "{err}");
+    let err = read(&format!("p;{} 1\n", "f".repeat(80)))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("x.folded:1: the line is longer than the limit of 64 bytes"),
+        "{err}"
+    );
     let err = read("p;a 1\np;a;b;c;d;e 1\n").unwrap_err().to_string();
-    assert!(err.contains("x.folded:2: a stack of 6 frames is deeper than the limit of 4"), "{err}");
+    assert!(
+        err.contains("x.folded:2: a stack of 6 frames is deeper than the limit of 4"),
+        "{err}"
+    );
     let err = read("p;a;b;c 1\np;d;e;f 1\n").unwrap_err().to_string();
-    assert!(err.contains("x.folded:2: more than the limit of 5 distinct frames"), "{err}");
-    let err = read("p;a;b 1\np;b;a 1\np;c;a;b 1\n").unwrap_err().to_string();
-    assert!(err.contains("x.folded:3: more than the limit of 6 distinct stacks"), "{err}");
+    assert!(
+        err.contains("x.folded:2: more than the limit of 5 distinct frames"),
+        "{err}"
+    );
+    let err = read("p;a;b 1\np;b;a 1\np;c;a;b 1\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("x.folded:3: more than the limit of 6 distinct stacks"),
+        "{err}"
+    );
     let max = u64::MAX;
-    let err = read(&format!("p;a {max}\np;b 1\n")).unwrap_err().to_string();
-    assert!(err.contains("x.folded:2: the counts add up to more than"), "{err}");
+    let err = read(&format!("p;a {max}\np;b 1\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("x.folded:2: the counts add up to more than"),
+        "{err}"
+    );
     assert!(read(&format!("p;a {max}\n")).is_ok());
 }
 

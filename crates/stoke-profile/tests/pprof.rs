@@ -262,7 +262,10 @@ fn the_main_programs_mapping_comes_first() {
     p.add_sample(main, stack, 90);
     let m = decode(&pprof_bytes(&p)).unwrap();
     let first = &m.mapping[0];
-    assert_eq!(m.string_table[first.filename as usize], "/usr/bin/python3.11");
+    assert_eq!(
+        m.string_table[first.filename as usize],
+        "/usr/bin/python3.11"
+    );
 }
 
 #[test]
@@ -275,11 +278,19 @@ fn hostile_pprof_is_refused_within_the_limits() {
     }
     let bomb = gz.finish().unwrap();
     let err = read_profile(&bomb, "bomb.pb.gz").unwrap_err().to_string();
-    assert!(err.contains("unpacks to more than the limit of 64 MiB"), "{err}");
+    assert!(
+        err.contains("unpacks to more than the limit of 64 MiB"),
+        "{err}"
+    );
     // 16 MB of empty strings (raw): their table would take 24 times that.
     let strings = [0x32, 0x00].repeat(8 << 20);
-    let err = read_profile(&strings, "strings.pb").unwrap_err().to_string();
-    assert!(err.contains("tables would take more than the limit of 64 MiB"), "{err}");
+    let err = read_profile(&strings, "strings.pb")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("tables would take more than the limit of 64 MiB"),
+        "{err}"
+    );
     // One sample 100,000 locations deep.
     let mut sample = vec![0x0a];
     let ids = [0x01].repeat(100_000);
@@ -299,13 +310,22 @@ fn hostile_pprof_is_refused_within_the_limits() {
     message.push(len as u8);
     message.extend(&sample);
     let err = read_profile(&message, "deep.pb").unwrap_err().to_string();
-    assert!(err.contains("a sample of 100000 locations is deeper than the limit"), "{err}");
+    assert!(
+        err.contains("a sample of 100000 locations is deeper than the limit"),
+        "{err}"
+    );
 }
 
 #[test]
 fn binary_data_is_not_a_profile() {
     let err = read_profile(b"\x7fELF\x02\x01\x01\x00\x00\x00", "a.out").unwrap_err();
-    assert_eq!(err.to_string(), "a.out: not a folded, pprof or speedscope profile");
+    assert_eq!(
+        err.to_string(),
+        "a.out: not a folded, pprof or speedscope profile"
+    );
     let err = read_profile(&[0u8; 64], "zeros").unwrap_err();
-    assert_eq!(err.to_string(), "zeros: not a folded, pprof or speedscope profile");
+    assert_eq!(
+        err.to_string(),
+        "zeros: not a folded, pprof or speedscope profile"
+    );
 }

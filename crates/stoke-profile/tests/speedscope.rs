@@ -80,11 +80,19 @@ fn the_heaviest_thread_comes_first_and_kernel_frames_carry_no_marker() {
     add(
         &mut p,
         cc1,
-        &[("main", FrameKind::User), ("do_syscall_64", FrameKind::Kernel)],
+        &[
+            ("main", FrameKind::User),
+            ("do_syscall_64", FrameKind::Kernel),
+        ],
         700,
     );
     // The same function, inlined once and called once: one speedscope frame.
-    add(&mut p, cc1, &[("main", FrameKind::User), ("parse", FrameKind::User)], 5);
+    add(
+        &mut p,
+        cc1,
+        &[("main", FrameKind::User), ("parse", FrameKind::User)],
+        5,
+    );
     add(
         &mut p,
         cc1,
@@ -122,8 +130,16 @@ fn stokes_speedscope_reads_back() {
     assert_eq!(folded(&back, &options), folded(&p, &options));
     options.per_thread = false;
     assert_eq!(folded(&back, &options), folded(&p, &options));
-    let kernel = back.frames().find(|(_, f)| f.name == "do_syscall_64").unwrap().1;
+    let kernel = back
+        .frames()
+        .find(|(_, f)| f.name == "do_syscall_64")
+        .unwrap()
+        .1;
     assert_eq!(kernel.kind, FrameKind::Kernel);
     let err = read_profile(br#"{"$schema":"https://www.speedscope.app/x","shared":{"frames":[]},"profiles":[{"type":"evented","name":"e"}]}"#, "e.json").unwrap_err();
-    assert!(err.to_string().contains("stoke reads sampled profiles only"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("stoke reads sampled profiles only"),
+        "{err}"
+    );
 }

@@ -52,7 +52,8 @@ impl CommandSpec {
     /// POSIX shell needs them ([`stoke_model::shell_quote`]).
     pub fn display(&self) -> String {
         stoke_model::command_line(
-            std::iter::once(self.program.as_os_str()).chain(self.args.iter().map(OsString::as_os_str)),
+            std::iter::once(self.program.as_os_str())
+                .chain(self.args.iter().map(OsString::as_os_str)),
         )
     }
 

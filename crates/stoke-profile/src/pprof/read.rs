@@ -42,7 +42,11 @@ pub(crate) fn is_gzip(bytes: &[u8]) -> bool {
 }
 
 /// Gunzips `input` when it is gzipped, up to `limits.max_decompressed_bytes`.
-fn gunzip<'a>(bytes: &'a [u8], limits: &ReadLimits, raw: &'a mut Vec<u8>) -> Result<&'a [u8], PprofError> {
+fn gunzip<'a>(
+    bytes: &'a [u8],
+    limits: &ReadLimits,
+    raw: &'a mut Vec<u8>,
+) -> Result<&'a [u8], PprofError> {
     if !is_gzip(bytes) {
         return Ok(bytes);
     }
@@ -313,7 +317,10 @@ impl<'a> Reader<'a> {
                 continue;
             }
             total = total.checked_add(count).ok_or_else(|| {
-                PprofError::Invalid(format!("the sample counts add up to more than {}", u64::MAX))
+                PprofError::Invalid(format!(
+                    "the sample counts add up to more than {}",
+                    u64::MAX
+                ))
             })?;
             // Frames of each location are found once; stacks are interned
             // afresh for each sample (a cache keyed by location lists could
@@ -329,7 +336,9 @@ impl<'a> Reader<'a> {
                     stack = Some(profile.extend_stack(stack, frame));
                 }
             }
-            limits.check_profile(&profile).map_err(PprofError::TooLarge)?;
+            limits
+                .check_profile(&profile)
+                .map_err(PprofError::TooLarge)?;
             let Some(stack) = stack else { continue };
             let thread = self.thread(&sample.label)?;
             let thread = profile.intern_thread(thread);

@@ -206,7 +206,9 @@ fn main_module(profile: &Profile) -> Option<&crate::Module> {
     }
     let mut ranked: Vec<(&str, u64)> = weight.into_iter().collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    ranked.into_iter().find_map(|(name, _)| profile.module(name))
+    ranked
+        .into_iter()
+        .find_map(|(name, _)| profile.module(name))
 }
 
 /// The pprof message of a profile.

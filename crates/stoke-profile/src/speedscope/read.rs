@@ -97,8 +97,15 @@ pub fn read_speedscope(input: &mut dyn BufRead, limits: &ReadLimits) -> Result<P
         .iter()
         .map(|f| profile.intern_frame(frame(f)))
         .collect();
-    let timed = file.profiles.iter().any(|p| p.unit != "none" && !p.unit.is_empty());
-    let period = if timed { weights_gcd(&file.profiles) } else { 1 };
+    let timed = file
+        .profiles
+        .iter()
+        .any(|p| p.unit != "none" && !p.unit.is_empty());
+    let period = if timed {
+        weights_gcd(&file.profiles)
+    } else {
+        1
+    };
     if timed && period > 0 {
         let per_second = match file.profiles[0].unit.as_str() {
             "nanoseconds" => 1e9,
@@ -107,7 +114,9 @@ pub fn read_speedscope(input: &mut dyn BufRead, limits: &ReadLimits) -> Result<P
             "seconds" => 1.0,
             _ => 0.0,
         };
-        profile.meta.frequency = (per_second / period as f64).round().min(f64::from(u32::MAX)) as u32;
+        profile.meta.frequency = (per_second / period as f64)
+            .round()
+            .min(f64::from(u32::MAX)) as u32;
     }
     for sampled in &file.profiles {
         if sampled.kind != "sampled" {
@@ -136,7 +145,10 @@ pub fn read_speedscope(input: &mut dyn BufRead, limits: &ReadLimits) -> Result<P
             let mut id: Option<StackId> = None;
             for &index in stack.iter() {
                 let frame = *frames.get(index as usize).ok_or_else(|| {
-                    format!("a sample refers to frame {index}, but there are {}", frames.len())
+                    format!(
+                        "a sample refers to frame {index}, but there are {}",
+                        frames.len()
+                    )
                 })?;
                 id = Some(profile.extend_stack(id, frame));
             }
@@ -205,7 +217,10 @@ fn thread(name: &str) -> Thread {
     if let Some(label) = label {
         if let Some(tid) = label.strip_prefix("tid ").and_then(|t| t.parse().ok()) {
             thread.tid = tid;
-        } else if let Some((name, tid)) = label.rsplit_once('-').and_then(|(n, t)| Some((n, t.parse().ok()?))) {
+        } else if let Some((name, tid)) = label
+            .rsplit_once('-')
+            .and_then(|(n, t)| Some((n, t.parse().ok()?)))
+        {
             thread.thread_name = Some(name.to_owned());
             thread.tid = tid;
         } else {
