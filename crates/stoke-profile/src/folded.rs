@@ -45,13 +45,15 @@ fn push_sanitized(out: &mut String, name: &str) {
     }));
 }
 
-/// The folded text of one frame.
-fn frame_text(frame: &Frame) -> String {
+/// The folded text of one frame; with `inline`, inlined frames end `_[i]`
+/// (as inferno reads them, for flame graphs).
+pub(crate) fn frame_text(frame: &Frame, inline: bool) -> String {
     let mut text = String::with_capacity(frame.name.len() + KERNEL_SUFFIX.len());
     push_sanitized(&mut text, &frame.name);
     match frame.kind {
         FrameKind::Kernel => text.push_str(KERNEL_SUFFIX),
         FrameKind::Jit => text.push_str(JIT_SUFFIX),
+        FrameKind::Inline if inline => text.push_str("_[i]"),
         FrameKind::User | FrameKind::Inline | FrameKind::Marker => {}
     }
     text
@@ -59,7 +61,7 @@ fn frame_text(frame: &Frame) -> String {
 
 /// The frames written above a thread's stacks: the process name, then with
 /// `per_thread` the thread label. Each is followed by `;`.
-fn thread_prefix(thread: &Thread, per_thread: bool) -> String {
+pub(crate) fn thread_prefix(thread: &Thread, per_thread: bool) -> String {
     let mut prefix = String::new();
     if let Some(process) = &thread.process_name {
         push_sanitized(&mut prefix, process);
@@ -82,7 +84,19 @@ fn thread_prefix(thread: &Thread, per_thread: bool) -> String {
 
 /// Every folded stack (without its count) with its summed count, sorted.
 pub(crate) fn folded_stacks(profile: &Profile, per_thread: bool) -> BTreeMap<String, u64> {
-    let frames: Vec<String> = profile.frames().map(|(_, f)| frame_text(f)).collect();
+    annotated_stacks(profile, per_thread, false)
+}
+
+/// [`folded_stacks`], with inlined frames ending `_[i]` when `inline`.
+pub(crate) fn annotated_stacks(
+    profile: &Profile,
+    per_thread: bool,
+    inline: bool,
+) -> BTreeMap<String, u64> {
+    let frames: Vec<String> = profile
+        .frames()
+        .map(|(_, f)| frame_text(f, inline))
+        .collect();
     let prefixes: Vec<String> = profile
         .threads()
         .map(|(_, t)| thread_prefix(t, per_thread))

@@ -60,9 +60,9 @@ fn title_subtitle_and_count_name() {
         text.contains(">./fixture --spin</text>"),
         "title is the command"
     );
-    assert!(
-        text.contains(">95 samples at 999 Hz over 3.02 s (cpu-clock), 2 lost, 3 truncated</text>")
-    );
+    assert!(text.contains(
+        ">95 samples at 999 Hz over 3.02 s (cpu-clock), 2 lost, 3 truncated<tspan id=\"legend\">"
+    ));
     assert!(text.contains("<title>all (95 samples, 100%)</title>"));
     assert!(
         text.contains("<title>fixture (95 samples, 100.00%)</title>"),
@@ -103,20 +103,117 @@ fn per_thread_frames() {
     );
 }
 
+/// The red, green and blue of `rgb(r,g,b)`.
+fn rgb(fill: &str) -> [u8; 3] {
+    let inner = fill
+        .strip_prefix("rgb(")
+        .unwrap()
+        .strip_suffix(')')
+        .unwrap();
+    let parts: Vec<u8> = inner.split(',').map(|c| c.parse().unwrap()).collect();
+    [parts[0], parts[1], parts[2]]
+}
+
 #[test]
-fn kernel_and_jit_frames_stand_out() {
+fn each_kind_has_its_own_hue_and_the_legend_names_them() {
     let text = svg(&sample_profile(), &SvgOptions::default());
-    // The `_[k]`/`_[j]` suffixes colour the frame and are not displayed.
-    assert!(!text.contains("_[k]") && !text.contains("_[j]"));
-    let user = fill_of(&text, "main");
-    let kernel = fill_of(&text, "do_syscall_64");
-    let jit = fill_of(&text, "Interpreter.run");
+    // The `_[k]`/`_[j]`/`_[i]` suffixes colour the frame and are not displayed.
+    assert!(!text.contains("_[k]") && !text.contains("_[j]") && !text.contains("_[i]"));
+    let [r, g, b] = rgb(&fill_of(&text, "main"));
     assert!(
-        kernel.ends_with(",0)"),
-        "kernel frames are orange: {kernel}"
+        r >= 205 && g <= 130 && b <= 100,
+        "user code is red: {r},{g},{b}"
     );
-    assert_ne!(user, kernel);
-    assert_ne!(jit, kernel);
+    // A name that looks like Java is still user code.
+    let [r, g, _] = rgb(&fill_of(
+        &text,
+        "&lt;alloc::vec::Vec&lt;[u8: 8]&gt;&gt;::push",
+    ));
+    assert!(
+        r >= 205 && g <= 130,
+        "a Rust path is red like any user code"
+    );
+    let [r, g, b] = rgb(&fill_of(&text, "do_syscall_64"));
+    assert!(
+        r >= 225 && (135..=180).contains(&g) && b <= 30,
+        "kernel is orange: {r},{g},{b}"
+    );
+    let [r, g, b] = rgb(&fill_of(&text, "helper"));
+    assert!(
+        g > r + 60 && b > r + 60,
+        "inlined code is aqua: {r},{g},{b}"
+    );
+    let [r, g, b] = rgb(&fill_of(&text, "Interpreter.run"));
+    assert!(g > r + 60 && g > b + 60, "JIT is green: {r},{g},{b}");
+    let [r, g, b] = rgb(&fill_of(&text, "[truncated: stack copy too small]"));
+    assert!(r == g && g == b, "markers are grey: {r},{g},{b}");
+    let [r, g, b] = rgb(&fill_of(&text, "fixture"));
+    assert!(r == g && g == b, "the process root is grey: {r},{g},{b}");
+    let legend = &text[text.find("<tspan id=\"legend\">").unwrap()..];
+    let legend = &legend[..legend.find("</text>").unwrap()];
+    for kind in [
+        "user",
+        "inlined",
+        "kernel",
+        "JIT",
+        "process, thread, marker",
+    ] {
+        assert!(
+            legend.contains(&format!("</tspan> {kind} ")),
+            "{kind} in {legend}"
+        );
+    }
+    assert!(
+        !legend.contains("off-CPU"),
+        "only the kinds drawn: {legend}"
+    );
+}
+
+#[test]
+fn off_cpu_markers_are_blue() {
+    let mut p = Profile::new(Metadata::default());
+    let t = p.intern_thread(Thread {
+        pid: 1,
+        tid: 1,
+        process_name: Some("p".into()),
+        thread_name: None,
+    });
+    add(
+        &mut p,
+        t,
+        &[
+            ("main", FrameKind::User),
+            ("[off-cpu]", FrameKind::Marker),
+            ("[syscall: read]", FrameKind::Marker),
+        ],
+        4,
+    );
+    let text = svg(&p, &SvgOptions::default());
+    for name in ["[off-cpu]", "[syscall: read]"] {
+        let [r, g, b] = rgb(&fill_of(&text, name));
+        assert!(b > r + 90 && b > g + 40, "{name} is blue: {r},{g},{b}");
+    }
+    assert!(text.contains("</tspan> off-CPU "));
+}
+
+#[test]
+fn every_stack_is_embedded_for_the_search_and_zoom() {
+    let text = svg(&sample_profile(), &SvgOptions::default());
+    let start = text
+        .find("<script type=\"application/json\" id=\"stoke-data\">")
+        .unwrap();
+    let json = &text[start..];
+    let json = &json[json.find('>').unwrap() + 1..json.find("</script>").unwrap()];
+    assert!(
+        !json.contains('<') && !json.contains('&'),
+        "names are escaped: {json}"
+    );
+    assert!(json.starts_with("{\"total\":95,\"minWidth\":"), "{json}");
+    assert_eq!(
+        json.matches('\n').count(),
+        7,
+        "one line per stack (6) after the names: {json}"
+    );
 }
 
 #[test]

@@ -21,8 +21,9 @@ mod wire;
 mod write;
 
 pub(crate) use read::is_gzip;
+pub use read::read_pprof_with;
 pub use read::{decode, read_pprof, PprofError};
-pub(crate) use read::{gunzip_stream, read_message, read_pprof_with};
+pub(crate) use read::{gunzip_stream, read_message};
 pub use write::write_pprof;
 
 /// Mapping file name of kernel frames.

@@ -114,7 +114,7 @@ pub fn read_pprof(bytes: &[u8]) -> Result<Profile, PprofError> {
 /// [`PprofError::Decode`] for bytes that are not a protobuf of this shape,
 /// [`PprofError::Invalid`] for an index or id that points nowhere,
 /// [`PprofError::TooLarge`] past a limit.
-pub(crate) fn read_pprof_with(bytes: &[u8], limits: &ReadLimits) -> Result<Profile, PprofError> {
+pub fn read_pprof_with(bytes: &[u8], limits: &ReadLimits) -> Result<Profile, PprofError> {
     let mut raw = Vec::new();
     let bytes = gunzip(bytes, limits, &mut raw)?;
     read_message(bytes, limits)
@@ -327,10 +327,10 @@ impl<'a> Reader<'a> {
             // take far more memory than the profile).
             let mut stack = None;
             for &id in sample.location_id.iter().rev() {
-                if !locations.contains_key(&id) {
+                if let std::collections::hash_map::Entry::Vacant(entry) = locations.entry(id) {
                     frames.clear();
                     self.location_frames(&mut profile, id, &mut frames)?;
-                    locations.insert(id, frames.clone());
+                    entry.insert(frames.clone());
                 }
                 for &frame in &locations[&id] {
                     stack = Some(profile.extend_stack(stack, frame));

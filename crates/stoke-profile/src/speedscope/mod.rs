@@ -30,7 +30,7 @@ pub struct SpeedscopeOptions {
 /// Appends `text` as a JSON string. Besides what JSON requires, `<`, `>`
 /// and `&` are written as `\u00XX`, so the text stays inert if the file is
 /// ever embedded in HTML.
-fn push_json_string(out: &mut String, text: &str) {
+pub(crate) fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
         match c {

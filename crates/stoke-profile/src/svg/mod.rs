@@ -6,8 +6,10 @@ use std::time::Duration;
 use inferno::flamegraph::color::{parse_hex_color, MultiPalette, Palette, PaletteMap};
 use inferno::flamegraph::{self, Options};
 
-use crate::folded::folded_stacks;
 use crate::{Metadata, Profile};
+
+mod interactive;
+mod palette;
 
 /// Options of the SVG writer.
 #[derive(Clone, Debug, Default)]
@@ -81,28 +83,33 @@ fn subtitle(total: u64, meta: &Metadata) -> String {
 /// Writes an interactive flame graph (search, zoom, tooltips), titled with
 /// the command and a subtitle with samples, rate, duration and lost samples.
 ///
-/// The graph is drawn from the same lines [`crate::write_folded`] writes, so
-/// the SVG and the folded file always agree. inferno is configured for:
-/// - deterministic colours (a hash of each name, no random numbers), so the
-///   same profile gives the same bytes;
-/// - its `java` palette, which colours kernel frames (`_[k]`) orange, JIT
-///   frames (`_[j]`) green, C++/Rust paths (`::`) yellow, names that look
-///   like Java (a `.` or `/`, or a capital first letter) green, and other
-///   names red; the `_[k]`/`_[j]` suffixes are not shown in the graph;
-/// - "samples" as the count name.
+/// The graph is drawn by inferno from the same lines [`crate::write_folded`]
+/// writes (inlined frames marked `_[i]` for it), so the SVG and the folded
+/// file always agree. Colours come from what stoke knows of each frame, one
+/// hue per kind (user code red, inlined code aqua, kernel orange, JIT green,
+/// off-CPU blue, process and thread roots and stoke's markers grey), the
+/// shade from a hash of the name: the same profile gives the same bytes. A
+/// legend of the kinds present follows the subtitle.
 ///
-/// [`SvgOptions`] also sets the width, the minimum frame width, and
-/// reversed (leaves at the base) or inverted (icicle) drawing.
+/// Frames narrower than [`SvgOptions::min_width`] are not drawn at first,
+/// but every stack is embedded (as JSON) for stoke's script: search
+/// (Ctrl-F) counts the share of *all* samples whose stack has a matching
+/// frame, drawn or not (and, zoomed, the share of the zoomed frame);
+/// zooming draws the frames that become wide enough; Reset Zoom redraws
+/// the first view and refreshes the search.
 ///
-/// The title is [`SvgOptions::title`], else the profile's command, else
-/// `stoke`. The subtitle reads `1,234 samples at 999 Hz over 3.02 s
-/// (cpu-clock), 0 lost`, without the rate, duration or event when they are
-/// unknown (0 or empty), and with `, N truncated` when stacks were truncated.
+/// [`SvgOptions`] also sets the width, and reversed (leaves at the base) or
+/// inverted (icicle) drawing. The title is [`SvgOptions::title`], else the
+/// profile's command, else `stoke`. The subtitle reads `1,234 samples at 999
+/// Hz over 3.02 s (cpu-clock), 0 lost`, without the rate, duration or event
+/// when they are unknown (0 or empty), and with `, N truncated` when stacks
+/// were truncated.
 ///
-/// Every name, the title and the subtitle are XML-escaped by inferno. (inferno
-/// trims each folded line and skips lines starting with `# `, so a process
-/// name with leading spaces is shown trimmed, and one starting with `# `
-/// hides that process's samples from the graph.)
+/// Every name, the title and the subtitle are XML-escaped, and names in the
+/// embedded JSON have `<`, `>` and `&` escaped. (inferno trims each folded
+/// line and skips lines starting with `# `, so a process name with leading
+/// spaces is shown trimmed, and one starting with `# ` hides that process's
+/// samples from the graph.)
 ///
 /// # Errors
 /// [`SvgError::Empty`] when the profile has no samples (nothing is written);
@@ -120,16 +127,51 @@ pub fn write_svg(
         None if profile.meta.command.is_empty() => "stoke".to_owned(),
         None => profile.meta.command.clone(),
     };
-    let lines: Vec<String> = folded_stacks(profile, options.per_thread)
-        .into_iter()
-        .map(|(stack, count)| format!("{stack} {count}"))
-        .collect();
-    let subtitle = subtitle(profile.total_samples(), &profile.meta);
-    render(&lines, title, subtitle, options, out)
+    let lines = interactive::drawn_lines(profile, options);
+    let hues = interactive::hues(profile, options.per_thread);
+    let mut palette = PaletteMap::default();
+    for (text, hue) in &hues {
+        palette.insert(text, hue.color(text));
+    }
+    let mut opt = Options::default();
+    opt.palette_map = Some(&mut palette);
+    opt.title = title;
+    opt.subtitle = Some(subtitle(profile.total_samples(), &profile.meta));
+    opt.colors = Palette::Multi(MultiPalette::Java);
+    opt.deterministic = true;
+    opt.count_name = "samples".to_owned();
+    opt.image_width = options.width;
+    if let Some(min_width) = options.min_width {
+        opt.min_width = min_width;
+    }
+    // The lines are reversed (for `reverse`) and sorted as inferno would,
+    // so that the embedded stacks are laid out exactly as it lays them out.
+    opt.no_sort = true;
+    if options.inverted {
+        opt.direction = flamegraph::Direction::Inverted;
+    }
+    let min_width = opt.min_width;
+    let frame_height = opt.frame_height;
+    let mut svg = Vec::new();
+    flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut svg)
+        .map_err(SvgError::Render)?;
+    let svg = String::from_utf8(svg).map_err(|e| SvgError::Render(io::Error::other(e)))?;
+    let svg = interactive::add_legend(svg, &hues, &lines);
+    let data = interactive::Data {
+        lines: &lines,
+        hues: &hues,
+        min_width,
+        frame_height,
+        inverted: options.inverted,
+    };
+    let svg = interactive::add_script(svg, &data);
+    out.write_all(svg.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(SvgError::Render)
 }
 
 /// Renders folded lines (`stack count`, or `stack before after` for a
-/// differential graph) with stoke's inferno settings.
+/// differential graph, whose colours are the change) with inferno.
 pub(crate) fn render(
     lines: &[String],
     title: String,
