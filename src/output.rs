@@ -227,13 +227,12 @@ mod tests {
 
     #[test]
     fn unknown_extensions_and_missing_folders_are_refused() {
-        let err = resolve(&["a.xyz".into()], None, "x")
-            .unwrap_err()
-            .to_string();
+        let err = format!("{:#}", resolve(&["a.xyz".into()], None, "x").unwrap_err());
         assert!(err.contains("unknown output format \".xyz\""), "{err}");
-        let err = resolve(&["/no/such/dir/a.svg".into()], None, "x")
-            .unwrap_err()
-            .to_string();
+        let err = format!(
+            "{:#}",
+            resolve(&["/no/such/dir/a.svg".into()], None, "x").unwrap_err()
+        );
         assert!(
             err.contains("output folder /no/such/dir does not exist"),
             "{err}"
