@@ -144,7 +144,7 @@ pub struct RecordArgs {
     /// Write here; repeat for several outputs. The format comes from the
     /// extension (.svg flame graph, .folded or .txt folded stacks, .pb.gz
     /// pprof, .speedscope.json speedscope); `-` writes folded stacks to
-    /// stdout. Default: stoke-<name>-<time>.svg here.
+    /// stdout. Default: stoke-NAME-TIME.svg (NAME the command, TIME the start) here.
     #[arg(short, long = "output", value_name = "FILE")]
     pub outputs: Vec<PathBuf>,
 
