@@ -58,9 +58,11 @@ fn samples_on_plt_stubs_are_named_for_the_called_function() {
     let folded = recording.folded.of_process("plt_calls");
     let counts = frame_counts(&folded);
     assert_no_init_stretched_over_the_plt(&folded);
+    // The stub's share depends on the CPU (a few per cent here: 4.0 % to
+    // 8 % over runs); unnamed or misnamed it would be none.
     let stub = leaf_count(&folded, "labs@plt");
     assert!(
-        stub * 20 >= folded.total(),
+        stub * 100 >= folded.total(),
         "labs@plt is the leaf of {stub} of {} samples\n{}",
         folded.total(),
         recording.outcome
