@@ -59,7 +59,7 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
             thousands(stats.stack_limit_hits)
         );
     }
-    for warning in &recording.warnings {
+    for warning in recording.warnings.iter() {
         eprintln!("stoke: warning: {warning}");
     }
     let total = recording.profile.total_samples();

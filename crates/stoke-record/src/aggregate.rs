@@ -27,8 +27,8 @@ pub struct StackStats {
     pub samples: u64,
     /// Records the kernel reported lost.
     pub lost: u64,
-    /// Samples whose stack was truncated, by reason.
-    pub truncated: Vec<(String, u64)>,
+    /// Samples whose stack was truncated, by reason, most first.
+    pub truncated: Vec<(TruncationReason, u64)>,
     /// Samples whose stack copy was cut at `--stack-size`.
     pub stack_limit_hits: u64,
 }
@@ -113,11 +113,8 @@ impl Aggregator {
 
     /// What was seen, for the summary.
     pub fn stats(&self) -> StackStats {
-        let mut truncated: Vec<(String, u64)> = self
-            .truncated
-            .iter()
-            .map(|(r, n)| (r.to_string(), *n))
-            .collect();
+        let mut truncated: Vec<(TruncationReason, u64)> =
+            self.truncated.iter().map(|(r, n)| (*r, *n)).collect();
         truncated.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         StackStats {
             samples: self.samples,
@@ -160,7 +157,7 @@ impl Aggregator {
         }
         self.user_scratch = user;
         if let Some(StackEnd::Truncated(reason)) = end {
-            *self.truncated.entry(reason.clone()).or_default() += 1;
+            *self.truncated.entry(reason).or_default() += 1;
             frames.push(RawFrame::Truncated(reason));
         }
         if frames.is_empty() {

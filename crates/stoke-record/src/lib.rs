@@ -20,10 +20,13 @@ mod session;
 mod stack;
 mod symbols;
 mod unwind;
+mod warning;
 
 pub use aggregate::{Aggregator, StackStats};
 pub use session::{Control, Progress, Recording, Session, StopReason};
 pub use stack::{RawFrame, OFF_CPU_FRAME};
+pub use stoke_unwind::TruncationReason;
+pub use warning::{Warning, Warnings};
 
 use std::time::Duration;
 

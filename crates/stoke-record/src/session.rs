@@ -11,7 +11,7 @@ use stoke_symbolize::Symbolizer;
 
 use crate::aggregate::{Aggregator, StackStats};
 use crate::symbols::build_profile;
-use crate::{RecordError, RecordOptions, Target};
+use crate::{RecordError, RecordOptions, Target, Warning, Warnings};
 
 /// How often the loop wakes at the latest (to check flags and report progress).
 const TICK: Duration = Duration::from_millis(200);
@@ -67,8 +67,8 @@ pub struct Recording {
     /// The launched command's pid (`None` when attached to a process). A
     /// command with no `exit_status` was still running when recording ended.
     pub command_pid: Option<Pid>,
-    /// Warnings from symbolization (e.g. a refused JIT map).
-    pub warnings: Vec<String>,
+    /// Problems to tell the user once each (e.g. a refused JIT map).
+    pub warnings: Warnings,
 }
 
 /// A recording in progress.
@@ -244,11 +244,12 @@ impl Session {
             command: self.command,
             frequency: self.options.sampler.frequency,
             duration,
-            event: event_name(&self.sampler.description()),
+            event: self.sampler.event(),
             lost: stats.lost,
             truncated: stats.truncated.iter().map(|(_, n)| n).sum(),
         };
         let symbolize_started = Instant::now();
+        let mut warnings = Warnings::default();
         let mut symbolizer = self.symbolizer;
         let profile = build_profile(
             &self.aggregator.stacks,
@@ -265,29 +266,12 @@ impl Session {
             stop_reason,
             exit_status,
             command_pid: self.child.as_ref().map(Child::pid),
-            warnings: symbolizer.warnings(),
+            warnings: {
+                for message in symbolizer.warnings() {
+                    warnings.push(Warning::Symbolize(message));
+                }
+                warnings
+            },
         }
-    }
-}
-
-/// The event's name from the sampler's description (`cpu-clock at 999 Hz (…)`).
-fn event_name(description: &str) -> String {
-    description
-        .split_once(" at ")
-        .map_or(description, |(name, _)| name)
-        .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::event_name;
-
-    #[test]
-    fn the_event_name_is_the_description_up_to_the_rate() {
-        assert_eq!(
-            event_name("cpu-clock at 999 Hz (no hardware PMU)"),
-            "cpu-clock"
-        );
-        assert_eq!(event_name("cycles"), "cycles");
     }
 }

@@ -8,8 +8,8 @@ use stoke_unwind::TruncationReason;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ModuleIndex(pub u32);
 
-/// One frame of a captured stack, before symbolization.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// One frame of a captured stack, before symbolization. Small and `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RawFrame {
     /// A kernel address.
     Kernel(FrameAddress),

@@ -135,23 +135,23 @@ fn name_frames(
             RawFrame::Jit(pid, a) => jit.entry(*pid).or_default().push(*a),
             RawFrame::Unmapped(_) => {
                 let id = profile.intern_frame(Frame::new("[unknown]", FrameKind::User));
-                names.insert(raw.clone(), vec![id]);
+                names.insert(*raw, vec![id]);
             }
             RawFrame::Truncated(reason) => {
                 let id = profile.intern_frame(Frame::new(
                     format!("[truncated: {reason}]"),
                     FrameKind::Marker,
                 ));
-                names.insert(raw.clone(), vec![id]);
+                names.insert(*raw, vec![id]);
             }
             RawFrame::Syscall(syscall) => {
                 let name = format!("[syscall: {syscall}]");
                 let id = profile.intern_frame(Frame::new(name, FrameKind::Marker));
-                names.insert(raw.clone(), vec![id]);
+                names.insert(*raw, vec![id]);
             }
             RawFrame::OffCpu => {
                 let id = profile.intern_frame(Frame::new(OFF_CPU_FRAME, FrameKind::Marker));
-                names.insert(raw.clone(), vec![id]);
+                names.insert(*raw, vec![id]);
             }
         }
     }

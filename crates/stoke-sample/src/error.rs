@@ -42,19 +42,51 @@ pub enum SampleError {
     #[error("{0}")]
     Unsupported(String),
     /// Another system call failed.
-    #[error("{call}: {source}")]
+    #[error("{what}: {source}")]
     Sys {
+        /// Which call failed, for code that branches on it.
+        call: Call,
         /// What was being done, e.g. `perf_event_open(pid 42, cpu 1)`.
-        call: String,
+        what: String,
         /// The errno.
         source: io::Error,
     },
 }
 
+/// The system call (or family) a [`SampleError::Sys`] came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Call {
+    /// `perf_event_open`.
+    PerfEventOpen,
+    /// An ioctl on a perf event (enable, set-output, id).
+    PerfIoctl,
+    /// Mapping a perf ring buffer.
+    PerfMmap,
+    /// `poll` on perf events.
+    Poll,
+    /// A `ptrace` request.
+    Ptrace,
+    /// Waiting for a child (`waitpid`, `waitid`).
+    Wait,
+    /// Sending a signal (`kill`, `pidfd_send_signal`).
+    Signal,
+    /// `fork` of a command to launch.
+    Fork,
+    /// `pipe` or reading one.
+    Pipe,
+    /// `pidfd_open` or `dup` of a pidfd.
+    Pidfd,
+    /// `nanosleep`.
+    Sleep,
+    /// Reading a file of `/proc` or `/sys`.
+    ReadProc,
+}
+
 /// A closure turning an errno into [`SampleError::Sys`] for `call`.
-pub(crate) fn sys_error(call: &str) -> impl FnOnce(io::Error) -> SampleError + '_ {
+pub(crate) fn sys_error(call: Call, what: &str) -> impl FnOnce(io::Error) -> SampleError + '_ {
     move |source| SampleError::Sys {
-        call: call.to_string(),
+        call,
+        what: what.to_string(),
         source,
     }
 }

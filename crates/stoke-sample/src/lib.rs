@@ -25,7 +25,7 @@ mod ptrace;
 mod sys;
 mod target;
 
-pub use error::SampleError;
+pub use error::{Call, SampleError};
 pub use event::{Event, OffCpu, Sample, StackBytes};
 pub use perf::sampler::PerfSampler;
 pub use ptrace::backend::{Backend, Started};
@@ -133,6 +133,10 @@ pub trait Sampler {
     /// A one-line description of what is sampled and why, e.g.
     /// `cpu-clock at 999 Hz (no hardware PMU: cycles not supported)`.
     fn description(&self) -> String;
+
+    /// The name of what is counted, for the profile's metadata:
+    /// `cycles`, `cpu-clock`, `ptrace (cpu)`, `ptrace (wall)`.
+    fn event(&self) -> String;
 
     /// The pid sampled (the attached process or the launched command).
     fn target(&self) -> Pid;

@@ -13,7 +13,8 @@ fn proc_error(pid: Pid, what: &str) -> impl FnOnce(io::Error) -> SampleError + '
     move |source| match source.kind() {
         io::ErrorKind::NotFound => SampleError::NoSuchProcess(pid),
         _ => SampleError::Sys {
-            call: format!("reading /proc/{pid}/{what}"),
+            call: crate::error::Call::ReadProc,
+            what: format!("reading /proc/{pid}/{what}"),
             source,
         },
     }

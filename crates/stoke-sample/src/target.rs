@@ -13,7 +13,7 @@ use std::sync::{Arc, OnceLock};
 use stoke_model::Pid;
 
 use crate::sys::process::{self, ExecPlan};
-use crate::SampleError;
+use crate::{Call, SampleError};
 
 /// A command to launch: the program (looked up on PATH unless it has a `/`)
 /// and its arguments.
@@ -89,7 +89,10 @@ impl CommandSpec {
         let mut errno = Vec::new();
         std::fs::File::from(status)
             .read_to_end(&mut errno)
-            .map_err(crate::error::sys_error("reading the exec status pipe"))?;
+            .map_err(crate::error::sys_error(
+                Call::Pipe,
+                "reading the exec status pipe",
+            ))?;
         let Ok(bytes) = <[u8; 4]>::try_from(errno.as_slice()) else {
             return Ok(None);
         };
@@ -183,7 +186,8 @@ impl Child {
             return Ok(status);
         }
         let raw = process::wait(self.pid.0 as libc::pid_t).map_err(|source| SampleError::Sys {
-            call: format!("waitpid({})", self.pid),
+            call: Call::Wait,
+            what: format!("waitpid({})", self.pid),
             source,
         })?;
         let status = ExitStatus::from_raw(raw);
@@ -200,7 +204,8 @@ impl Child {
             (None, None) => process::kill(self.pid.0 as libc::pid_t, signal),
         };
         result.map_err(|source| SampleError::Sys {
-            call: format!("sending signal {signal} to pid {}", self.pid),
+            call: Call::Signal,
+            what: format!("sending signal {signal} to pid {}", self.pid),
             source,
         })
     }

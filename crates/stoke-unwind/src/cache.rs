@@ -11,7 +11,7 @@ use gimli::{CfaRule, RegisterRule, UnwindTableRow};
 use stoke_model::{DwarfReg, Registers};
 
 use crate::dwarf::{Step, CALLEE_SAVED};
-use crate::TruncationReason;
+use crate::{BadRule, TruncationReason};
 
 /// Number of cache slots (a prime, so addresses spread).
 const SLOTS: usize = 509;
@@ -95,9 +95,11 @@ impl CompactRow {
         regs: &Registers,
         read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>,
     ) -> Result<Step, TruncationReason> {
-        let base = regs.get_dwarf(self.cfa_register).ok_or_else(|| {
-            TruncationReason::BadRule(format!("register {} unknown", self.cfa_register))
-        })?;
+        let base = regs
+            .get_dwarf(self.cfa_register)
+            .ok_or(TruncationReason::BadRule(BadRule::UnknownRegister(
+                self.cfa_register,
+            )))?;
         let cfa = base.wrapping_add(self.cfa_offset as u64);
         if regs.get(DwarfReg::Rsp).is_some_and(|sp| cfa <= sp) {
             return Err(TruncationReason::Corrupt);

@@ -10,7 +10,7 @@ use stoke_model::{DwarfReg, Registers};
 
 use crate::cache::{CompactRow, RuleCache};
 use crate::module::{FoundFde, Reader};
-use crate::{ModuleUnwindInfo, TruncationReason};
+use crate::{BadRule, ModuleUnwindInfo, TruncationReason};
 
 /// The outcome of unwinding one frame.
 #[derive(Debug)]
@@ -57,7 +57,9 @@ impl Machine<'_, '_> {
     fn register(&self, register: Register) -> Result<u64, TruncationReason> {
         self.regs
             .get_dwarf(register.0)
-            .ok_or_else(|| TruncationReason::BadRule(format!("register {} unknown", register.0)))
+            .ok_or(TruncationReason::BadRule(BadRule::UnknownRegister(
+                register.0,
+            )))
     }
 
     fn read(&mut self, address: u64) -> Result<u64, TruncationReason> {
@@ -72,7 +74,7 @@ impl Machine<'_, '_> {
         encoding: Encoding,
         initial: Option<u64>,
     ) -> Result<u64, TruncationReason> {
-        let bad = |e: gimli::Error| TruncationReason::BadRule(format!("expression: {e}"));
+        let bad = |_: gimli::Error| TruncationReason::BadRule(BadRule::Expression);
         let mut eval = Evaluation::<_, InlineStorage>::new_in(expression.0, encoding);
         if let Some(value) = initial {
             eval.set_initial_value(value);
@@ -95,18 +97,14 @@ impl Machine<'_, '_> {
                     eval.resume_with_register(Value::Generic(value))
                         .map_err(bad)?
                 }
-                other => {
-                    return Err(TruncationReason::BadRule(format!(
-                        "expression needs {other:?}"
-                    )))
-                }
+                _ => return Err(TruncationReason::BadRule(BadRule::ExpressionNeedsContext)),
             };
         }
         match eval.as_result() {
             [] => eval
                 .value_result()
                 .and_then(|v| v.to_u64(!0).ok())
-                .ok_or_else(|| TruncationReason::BadRule("expression has no result".into())),
+                .ok_or(TruncationReason::BadRule(BadRule::ExpressionNoResult)),
             [Piece {
                 location: Location::Address { address },
                 ..
@@ -116,10 +114,8 @@ impl Machine<'_, '_> {
                 ..
             }] => value
                 .to_u64(!0)
-                .map_err(|e| TruncationReason::BadRule(format!("expression value: {e}"))),
-            _ => Err(TruncationReason::BadRule(
-                "expression result is not an address".into(),
-            )),
+                .map_err(|_| TruncationReason::BadRule(BadRule::ExpressionNotAddress)),
+            _ => Err(TruncationReason::BadRule(BadRule::ExpressionNotAddress)),
         }
     }
 }
@@ -163,7 +159,7 @@ fn step_in<'a, S: UnwindSection<Reader<'a>>>(
         .unwind_info_for_address(section, info.bases(), &mut scratch.ctx, svma)
         .map_err(|e| match e {
             gimli::Error::NoUnwindInfoForAddress => TruncationReason::NoUnwindInfo,
-            e => TruncationReason::BadRule(format!("CFI program: {e}")),
+            _ => TruncationReason::BadRule(BadRule::CfiProgram),
         })?;
     let ra_register = fde.cie().return_address_register();
     let signal = fde.is_signal_trampoline();
@@ -176,7 +172,7 @@ fn step_in<'a, S: UnwindSection<Reader<'a>>>(
     let encoding = fde.cie().encoding();
     let expression = |e: &gimli::UnwindExpression<usize>| {
         e.get(section)
-            .map_err(|e| TruncationReason::BadRule(format!("expression bytes: {e}")))
+            .map_err(|_| TruncationReason::BadRule(BadRule::Expression))
     };
 
     let cfa = match row.cfa() {
@@ -232,9 +228,8 @@ fn step_in<'a, S: UnwindSection<Reader<'a>>>(
             }
             RegisterRule::Constant(value) => Some(*value),
             RegisterRule::Architectural => {
-                return Err(TruncationReason::BadRule(format!(
-                    "architectural rule for register {}",
-                    register.0
+                return Err(TruncationReason::BadRule(BadRule::Architectural(
+                    register.0,
                 )))
             }
         };
@@ -250,7 +245,7 @@ fn step_in<'a, S: UnwindSection<Reader<'a>>>(
         ra_found |= is_ra;
     }
     if !ra_found || caller.get(DwarfReg::Rip).is_none() {
-        return Err(TruncationReason::BadRule("no return address rule".into()));
+        return Err(TruncationReason::BadRule(BadRule::NoReturnAddress));
     }
     Ok(Step::Caller {
         regs: caller,

@@ -65,8 +65,9 @@ pub enum UnwindMode {
     FramePointer,
 }
 
-/// Why a stack stopped before its root.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// Why a stack stopped before its root. Small and `Copy`: it is part of
+/// every truncated stack's key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TruncationReason {
     /// The stack copy ended before the next frame was read.
     StackCopyExhausted,
@@ -75,11 +76,54 @@ pub enum TruncationReason {
     /// No CFI row covers the address and frame pointers did not help.
     NoUnwindInfo,
     /// The CFI rule could not be evaluated (unsupported expression, missing register).
-    BadRule(String),
+    BadRule(BadRule),
     /// The stack pointer did not move up, or a return address was 0/garbage.
     Corrupt,
     /// The frame limit was reached.
     TooDeep,
+    /// The address lies in a mapped file that could not be read (gone, no
+    /// permission, not ELF).
+    ModuleUnreadable,
+    /// The file found for a mapping is not the one mapped (another inode or
+    /// build-id): it was not used.
+    ModuleMismatch,
+}
+
+/// What was wrong with a CFI rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BadRule {
+    /// A rule names a register the sample did not capture.
+    UnknownRegister(u16),
+    /// A DWARF expression failed to evaluate.
+    Expression,
+    /// A DWARF expression needs something stoke does not provide (TLS, an
+    /// entry value, a base type...).
+    ExpressionNeedsContext,
+    /// A DWARF expression left no value.
+    ExpressionNoResult,
+    /// A DWARF expression's result is neither an address nor a value.
+    ExpressionNotAddress,
+    /// The CFI program of the function could not be run.
+    CfiProgram,
+    /// An architecture-defined rule, which stoke does not know.
+    Architectural(u16),
+    /// No rule recovers the return address.
+    NoReturnAddress,
+}
+
+impl fmt::Display for BadRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BadRule::UnknownRegister(r) => write!(f, "register {r} unknown"),
+            BadRule::Expression => f.write_str("expression failed"),
+            BadRule::ExpressionNeedsContext => f.write_str("expression needs unsupported context"),
+            BadRule::ExpressionNoResult => f.write_str("expression has no result"),
+            BadRule::ExpressionNotAddress => f.write_str("expression result is not an address"),
+            BadRule::CfiProgram => f.write_str("CFI program failed"),
+            BadRule::Architectural(r) => write!(f, "architectural rule for register {r}"),
+            BadRule::NoReturnAddress => f.write_str("no return address rule"),
+        }
+    }
 }
 
 impl fmt::Display for TruncationReason {
@@ -91,12 +135,16 @@ impl fmt::Display for TruncationReason {
             TruncationReason::BadRule(r) => write!(f, "bad unwind rule: {r}"),
             TruncationReason::Corrupt => f.write_str("corrupt stack"),
             TruncationReason::TooDeep => f.write_str("too deep"),
+            TruncationReason::ModuleUnreadable => f.write_str("module unreadable"),
+            TruncationReason::ModuleMismatch => {
+                f.write_str("module file does not match the mapping")
+            }
         }
     }
 }
 
 /// How a stack ended.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum StackEnd {
     /// The root was reached (`_start`, `clone`, an undefined return address rule).
     Complete,

@@ -14,8 +14,7 @@ const MAX_SIGNAL_FRAMES: usize = 16;
 /// Unwinds stacks. Keeps scratch state (gimli's unwind context) between calls.
 ///
 /// One `Unwinder` per thread doing the unwinding; it allocates its scratch
-/// state once, and unwinding allocates nothing else (beyond growing `out`),
-/// except to describe a [`TruncationReason::BadRule`].
+/// state once, and unwinding allocates nothing else (beyond growing `out`).
 #[derive(Default)]
 pub struct Unwinder {
     scratch: Scratch,

@@ -15,7 +15,7 @@ use super::sampler::{open_rings, thread_names, CpuRing, PerfSampler};
 use super::sizing::{ring_size, RingSize};
 use crate::sys::ring::page_size;
 use crate::sys::{perf, process};
-use crate::{procfs, Event, SampleError, SamplerOptions};
+use crate::{procfs, Call, Event, SampleError, SamplerOptions};
 
 /// The events being set up, CPU by CPU.
 struct Setup {
@@ -49,7 +49,8 @@ impl Setup {
             for ring in &self.rings {
                 let fd = ring.fds().last().ok_or_else(|| missing_event(tid))?;
                 let id = perf::event_id(fd).map_err(|source| SampleError::Sys {
-                    call: format!("PERF_EVENT_IOC_ID for thread {tid}"),
+                    call: Call::PerfIoctl,
+                    what: format!("PERF_EVENT_IOC_ID for thread {tid}"),
                     source,
                 })?;
                 self.duplicates.own_event(tid, id);
@@ -75,7 +76,8 @@ impl Setup {
 
 fn missing_event(tid: Tid) -> SampleError {
     SampleError::Sys {
-        call: format!("opening events for thread {tid}"),
+        call: Call::PerfEventOpen,
+        what: format!("opening events for thread {tid}"),
         source: std::io::Error::from(std::io::ErrorKind::NotFound),
     }
 }
@@ -89,7 +91,8 @@ pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, 
         match source.raw_os_error() {
             Some(libc::ESRCH) => SampleError::NoSuchProcess(pid),
             _ => SampleError::Sys {
-                call: format!("pidfd_open({pid}) (is it a thread id rather than a process id?)"),
+                call: Call::Pidfd,
+                what: format!("pidfd_open({pid}) (is it a thread id rather than a process id?)"),
                 source,
             },
         }

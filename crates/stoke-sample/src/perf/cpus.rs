@@ -1,16 +1,18 @@
 //! The online CPUs, one ring buffer each.
 
-use crate::SampleError;
+use crate::{Call, SampleError};
 
 /// The online CPU numbers (`/sys/devices/system/cpu/online`).
 pub(crate) fn online_cpus() -> Result<Vec<u32>, SampleError> {
     let path = "/sys/devices/system/cpu/online";
     let text = std::fs::read_to_string(path).map_err(|source| SampleError::Sys {
-        call: format!("reading {path}"),
+        call: Call::ReadProc,
+        what: format!("reading {path}"),
         source,
     })?;
     parse_cpu_list(&text).ok_or_else(|| SampleError::Sys {
-        call: format!("parsing {path} ({:?})", text.trim()),
+        call: Call::ReadProc,
+        what: format!("parsing {path} ({:?})", text.trim()),
         source: std::io::Error::from(std::io::ErrorKind::InvalidData),
     })
 }

@@ -19,7 +19,7 @@ use crate::error::sys_error;
 use crate::sys::process::{self, HoldPipes, GO_BYTE};
 use crate::sys::ring::page_size;
 use crate::target::HeldChild;
-use crate::{Child, CommandSpec, SampleError, SamplerOptions};
+use crate::{Call, Child, CommandSpec, SampleError, SamplerOptions};
 
 /// See [`PerfSampler::launch`].
 pub(crate) fn launch(
@@ -37,14 +37,15 @@ pub(crate) fn launch(
         page_size(),
     );
 
-    let (go_read, go_write) = process::pipe().map_err(sys_error("pipe"))?;
-    let (err_read, err_write) = process::pipe().map_err(sys_error("pipe"))?;
+    let (go_read, go_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
+    let (err_read, err_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
     let pipes = HoldPipes {
         go_read: &go_read,
         go_write: &go_write,
         err_write: &err_write,
     };
-    let held = HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error("fork"))?);
+    let held =
+        HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error(Call::Fork, "fork"))?);
     drop((go_read, err_write));
     let pid = held.pid();
 
@@ -53,17 +54,18 @@ pub(crate) fn launch(
         opener.open(pid, cpu, Some(watermark))
     })?;
     let chosen = opener.chosen().cloned().ok_or_else(|| SampleError::Sys {
-        call: "perf_event_open: no online CPU".to_string(),
+        call: Call::PerfEventOpen,
+        what: "perf_event_open: no online CPU".to_string(),
         source: std::io::Error::from_raw_os_error(libc::ENODEV),
     })?;
-    let sampler_fd = process::pidfd_open(pid).map_err(sys_error("pidfd_open"))?;
+    let sampler_fd = process::pidfd_open(pid).map_err(sys_error(Call::Pidfd, "pidfd_open"))?;
     let child_fd = sampler_fd
         .try_clone()
-        .map_err(sys_error("dup of a pidfd"))?;
+        .map_err(sys_error(Call::Pidfd, "dup of a pidfd"))?;
 
     File::from(go_write)
         .write_all(&[GO_BYTE])
-        .map_err(sys_error("releasing the launched command"))?;
+        .map_err(sys_error(Call::Pipe, "releasing the launched command"))?;
     if let Some(error) = command.exec_failure(err_read)? {
         held.reap();
         return Err(error);

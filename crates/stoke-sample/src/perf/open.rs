@@ -8,7 +8,7 @@ use stoke_model::Pid;
 
 use super::attr::{AttrSpec, Counter};
 use crate::sys;
-use crate::{EventChoice, SampleError, SamplerOptions, StackCapture};
+use crate::{Call, EventChoice, SampleError, SamplerOptions, StackCapture};
 
 /// The counter and attribute settled on by the first successful open, with
 /// the reasons for what was chosen.
@@ -207,7 +207,8 @@ pub(crate) fn open_error(
         return SampleError::NoSuchProcess(target);
     }
     SampleError::Sys {
-        call: format!(
+        call: Call::PerfEventOpen,
+        what: format!(
             "perf_event_open({} on pid {pid}, cpu {cpu})",
             counter.name()
         ),

@@ -12,7 +12,7 @@ use super::record::{self, Layout};
 use super::sizing::RingSize;
 use crate::sys;
 use crate::sys::ring::{page_size, RingBuffer};
-use crate::{Event, PollOutcome, SampleError, Sampler};
+use crate::{Call, Event, PollOutcome, SampleError, Sampler};
 
 /// One event descriptor, and whether it has hung up (its task exited).
 #[derive(Debug)]
@@ -41,7 +41,8 @@ impl CpuRing {
     /// Adds an event of the same CPU, sending its records into this buffer.
     pub(crate) fn redirect(&mut self, fd: OwnedFd) -> Result<(), SampleError> {
         sys::perf::set_output(&fd, &self.events[0].fd).map_err(|source| SampleError::Sys {
-            call: format!("PERF_EVENT_IOC_SET_OUTPUT on cpu {}", self.cpu),
+            call: Call::PerfIoctl,
+            what: format!("PERF_EVENT_IOC_SET_OUTPUT on cpu {}", self.cpu),
             source,
         })?;
         self.events.push(EventFd { fd, hung_up: false });
@@ -61,7 +62,8 @@ impl CpuRing {
         match first_error {
             None => Ok(()),
             Some(source) => Err(SampleError::Sys {
-                call: format!("perf event ioctl on cpu {}", self.cpu),
+                call: Call::PerfIoctl,
+                what: format!("perf event ioctl on cpu {}", self.cpu),
                 source,
             }),
         }
@@ -110,7 +112,8 @@ pub(crate) fn open_rings(
 
 fn map_error(cpu: u32, size: RingSize, source: io::Error) -> SampleError {
     SampleError::Sys {
-        call: format!(
+        call: Call::PerfMmap,
+        what: format!(
             "mmap of the perf ring buffer of cpu {cpu} ({} pages)",
             size.data_pages
         ),
@@ -277,7 +280,8 @@ impl Sampler for PerfSampler {
             }
             Err(source) => {
                 return Err(SampleError::Sys {
-                    call: "poll on perf events".to_string(),
+                    call: Call::Poll,
+                    what: "poll on perf events".to_string(),
                     source,
                 })
             }
@@ -305,6 +309,10 @@ impl Sampler for PerfSampler {
 
     fn description(&self) -> String {
         self.chosen.description()
+    }
+
+    fn event(&self) -> String {
+        self.chosen.spec.counter.name().to_string()
     }
 
     fn target(&self) -> Pid {

@@ -3,7 +3,7 @@
 use stoke_model::Pid;
 
 use crate::{
-    Child, CommandSpec, PerfSampler, PtraceSampler, SampleError, SampleMode, Sampler,
+    Call, Child, CommandSpec, PerfSampler, PtraceSampler, SampleError, SampleMode, Sampler,
     SamplerOptions,
 };
 
@@ -36,8 +36,8 @@ pub struct Started {
 fn forbids_perf(err: &SampleError) -> bool {
     match err {
         SampleError::PermissionDenied { .. } => true,
-        SampleError::Sys { call, source } => {
-            call.starts_with("perf_event_open") && source.raw_os_error() == Some(libc::ENOSYS)
+        SampleError::Sys { call, source, .. } => {
+            *call == Call::PerfEventOpen && source.raw_os_error() == Some(libc::ENOSYS)
         }
         _ => false,
     }

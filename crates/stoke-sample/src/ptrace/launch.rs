@@ -13,7 +13,7 @@ use crate::perf::sampler::thread_names;
 use crate::sys::process::{self, HoldPipes, GO_BYTE};
 use crate::sys::ptrace as sys;
 use crate::target::HeldChild;
-use crate::{procfs, Child, CommandSpec, SampleError, SamplerOptions};
+use crate::{procfs, Call, Child, CommandSpec, SampleError, SamplerOptions};
 
 /// `/proc/sys/kernel/yama/ptrace_scope`, if there is one.
 fn ptrace_scope() -> Option<String> {
@@ -39,7 +39,8 @@ pub(crate) fn seize_error(pid: Pid, source: io::Error) -> SampleError {
             }
         }
         _ => SampleError::Sys {
-            call: format!("PTRACE_SEIZE({pid})"),
+            call: Call::Ptrace,
+            what: format!("PTRACE_SEIZE({pid})"),
             source,
         },
     }
@@ -74,14 +75,15 @@ pub(crate) fn launch(
 ) -> Result<(PtraceSampler, Child), SampleError> {
     let path = command.resolve()?;
     let plan = command.exec_plan(&path)?;
-    let (go_read, go_write) = process::pipe().map_err(sys_error("pipe"))?;
-    let (err_read, err_write) = process::pipe().map_err(sys_error("pipe"))?;
+    let (go_read, go_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
+    let (err_read, err_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
     let pipes = HoldPipes {
         go_read: &go_read,
         go_write: &go_write,
         err_write: &err_write,
     };
-    let held = HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error("fork"))?);
+    let held =
+        HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error(Call::Fork, "fork"))?);
     drop((go_read, err_write));
     let pid = Pid(held.pid() as u32);
     let reaped = Arc::new(OnceLock::new());
@@ -90,11 +92,11 @@ pub(crate) fn launch(
         .tracer_mut()
         .seize(pid, Tid(pid.0))
         .map_err(|err| seize_error(pid, err))?;
-    let child_fd = process::pidfd_open(held.pid()).map_err(sys_error("pidfd_open"))?;
+    let child_fd = process::pidfd_open(held.pid()).map_err(sys_error(Call::Pidfd, "pidfd_open"))?;
 
     File::from(go_write)
         .write_all(&[GO_BYTE])
-        .map_err(sys_error("releasing the launched command"))?;
+        .map_err(sys_error(Call::Pipe, "releasing the launched command"))?;
     if let Some(error) = command.exec_failure(err_read)? {
         // The child exits at once; the tracer lets go of it first.
         drop(sampler);
@@ -113,7 +115,8 @@ pub(crate) fn launch(
             Ok(None) => {}
             Err(source) => {
                 return Err(SampleError::Sys {
-                    call: format!("waiting for {pid} to exec"),
+                    call: Call::Wait,
+                    what: format!("waiting for {pid} to exec"),
                     source,
                 })
             }

@@ -23,7 +23,7 @@ use stoke_model::{Pid, Tid};
 use super::capture::{capture, Capture};
 use super::tracer::{Interrupt, Tracer};
 use crate::sys::time;
-use crate::{Event, PollOutcome, SampleError, SampleMode, Sampler, SamplerOptions};
+use crate::{Call, Event, PollOutcome, SampleError, SampleMode, Sampler, SamplerOptions};
 
 /// The longest sleep between looks at pending stops.
 pub(crate) const MAX_NAP: Duration = Duration::from_millis(2);
@@ -285,7 +285,8 @@ impl Sampler for PtraceSampler {
             let wake = self.next_tick.min(deadline).min(now + nap_limit);
             let nap = wake.saturating_duration_since(now);
             let interrupted = time::nap(nap).map_err(|source| SampleError::Sys {
-                call: "nanosleep".to_string(),
+                call: Call::Sleep,
+                what: "nanosleep".to_string(),
                 source,
             })?;
             if interrupted {
@@ -300,6 +301,14 @@ impl Sampler for PtraceSampler {
         self.tracer.detach_all();
         self.emit(sink);
         Ok(())
+    }
+
+    fn event(&self) -> String {
+        match self.mode {
+            SampleMode::Cpu => "ptrace (cpu)",
+            SampleMode::Wall => "ptrace (wall)",
+        }
+        .to_string()
     }
 
     fn description(&self) -> String {
