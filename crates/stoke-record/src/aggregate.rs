@@ -96,7 +96,14 @@ impl Aggregator {
                 self.processes.fork(pid, ppid, tid, ptid);
                 self.thread_keys.remove(&tid);
             }
-            Event::Exit { .. } => {}
+            Event::Exit { pid, tid } => {
+                self.processes.exit(pid, tid);
+                self.thread_keys.remove(&tid);
+                if tid.0 == pid.0 {
+                    self.thread_keys.retain(|_, k| k.pid != pid);
+                    self.unwinder.forget(pid);
+                }
+            }
             Event::Lost { count } => self.lost += count,
         }
     }

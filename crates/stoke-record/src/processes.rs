@@ -1,5 +1,7 @@
 //! What is known of the target's processes: names and executable mappings,
-//! kept up to date from Comm, Mmap, Fork and Exit events.
+//! kept up to date from Comm, Mmap, Fork and Exit events. A process's state
+//! lives from its first event to its exit: a pid the kernel hands out again
+//! starts with nothing of the dead process.
 
 use std::collections::HashMap;
 
@@ -43,7 +45,14 @@ impl Process {
 #[derive(Debug, Default)]
 pub(crate) struct Processes {
     processes: HashMap<Pid, Process>,
-    thread_names: HashMap<Tid, String>,
+    thread_names: HashMap<Tid, ThreadName>,
+}
+
+/// A thread's name and the process it belongs to (freed with it).
+#[derive(Clone, Debug)]
+struct ThreadName {
+    pid: Pid,
+    name: String,
 }
 
 /// How many samples must pass before a process's maps may be re-read again.
@@ -68,7 +77,23 @@ impl Processes {
         if tid.0 == pid.0 {
             process.name = Some(name.clone());
         }
-        self.thread_names.insert(tid, name);
+        self.thread_names.insert(tid, ThreadName { pid, name });
+    }
+
+    /// A thread ended; when it is the process's main thread, the process is
+    /// gone and everything known of it (mappings, names) is forgotten.
+    pub fn exit(&mut self, pid: Pid, tid: Tid) {
+        self.thread_names.remove(&tid);
+        if tid.0 == pid.0 {
+            self.processes.remove(&pid);
+            self.thread_names.retain(|_, t| t.pid != pid);
+        }
+    }
+
+    /// How many processes have state (for tests of the lifetime rules).
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.processes.len()
     }
 
     /// A new process inherits its parent's mappings and name; a new thread
@@ -85,18 +110,26 @@ impl Processes {
                 self.processes.insert(pid, child);
             }
         }
-        if let Some(name) = self.thread_names.get(&ptid).cloned() {
-            self.thread_names.entry(tid).or_insert(name);
+        if let Some(name) = self.thread_names.get(&ptid).map(|t| t.name.clone()) {
+            self.thread_names
+                .entry(tid)
+                .or_insert(ThreadName { pid, name });
         }
     }
 
     /// The name of a thread, asking /proc while it still lives.
     pub fn thread_name(&mut self, pid: Pid, tid: Tid) -> Option<String> {
-        if let Some(name) = self.thread_names.get(&tid) {
-            return Some(name.clone());
+        if let Some(t) = self.thread_names.get(&tid) {
+            return Some(t.name.clone());
         }
         let name = procfs::thread_name(pid, tid)?;
-        self.thread_names.insert(tid, name.clone());
+        self.thread_names.insert(
+            tid,
+            ThreadName {
+                pid,
+                name: name.clone(),
+            },
+        );
         if tid.0 == pid.0 {
             self.process_mut(pid).name.get_or_insert(name.clone());
         }
@@ -178,5 +211,19 @@ mod tests {
         ps.comm(Pid(6), Tid(6), "split_one".into(), true);
         assert!(ps.process(Pid(6)).unwrap().mappings.is_empty());
         assert_eq!(ps.process_name(Pid(6)).as_deref(), Some("split_one"));
+    }
+
+    #[test]
+    fn exit_of_the_main_thread_frees_the_process() {
+        let mut ps = Processes::default();
+        ps.process_mut(Pid(7))
+            .add_mapping(map(0x1000, 0x2000, "/old"));
+        ps.comm(Pid(7), Tid(7), "old".into(), false);
+        ps.comm(Pid(7), Tid(8), "old-worker".into(), false);
+        ps.exit(Pid(7), Tid(8));
+        assert_eq!(ps.process(Pid(7)).unwrap().mappings.len(), 1);
+        ps.exit(Pid(7), Tid(7));
+        assert_eq!(ps.len(), 0);
+        assert!(ps.thread_names.is_empty());
     }
 }

@@ -85,6 +85,11 @@ impl DwarfUnwinder {
         )
     }
 
+    /// Drops an exited process's table (its pid may be reused).
+    pub fn forget(&mut self, pid: Pid) {
+        self.tables.remove(&pid);
+    }
+
     /// Rebuilds a process's table when its mappings changed.
     fn refresh_table(&mut self, pid: Pid, process: &Process) {
         if let Some(t) = self.tables.get(&pid) {
