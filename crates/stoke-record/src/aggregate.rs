@@ -1,24 +1,20 @@
 //! The online consumer: turns each event into state or a counted stack.
+//!
+//! Pure: events in, counted stacks out. Whatever events do not say is asked
+//! of a [`ProcessFacts`] (live `/proc`, or tables in a replay).
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use stoke_model::{FrameAddress, Pid, Tid};
 use stoke_sample::{Event, Sample};
 use stoke_unwind::{StackEnd, TruncationReason, UnwindMode};
 
+use crate::facts::{LiveProcfs, ModuleUnavailable, ProcessFacts};
+use crate::modules::ModuleTable;
 use crate::processes::{is_file_backed, Processes};
-use crate::stack::{ModuleIndex, RawFrame};
-use crate::symbols::ModuleTable;
+use crate::stack::{ModuleIndex, RawFrame, StackId, ThreadId, ThreadKey};
 use crate::unwind::DwarfUnwinder;
-
-/// The thread a stack was sampled on, with the names it had then.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct ThreadKey {
-    pub pid: Pid,
-    pub tid: Tid,
-    pub process_name: Option<String>,
-    pub thread_name: Option<String>,
-}
 
 /// Counts of what was seen, for the summary.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,11 +30,21 @@ pub struct StackStats {
 }
 
 /// Consumes events and aggregates samples by (thread, address stack).
+///
+/// A stack already seen costs no allocation: frames are built in a scratch
+/// buffer, looked up by slice, and counted under a pair of small ids.
 pub struct Aggregator {
-    pub(crate) processes: Processes,
+    facts: Box<dyn ProcessFacts>,
+    processes: Processes,
     pub(crate) modules: ModuleTable,
-    pub(crate) stacks: HashMap<(ThreadKey, Box<[RawFrame]>), u64>,
-    thread_keys: HashMap<Tid, ThreadKey>,
+    /// Every unique frame sequence, by id.
+    stack_ids: HashMap<Box<[RawFrame]>, StackId>,
+    /// Every thread (with the names it had) stacks were counted on, by id.
+    threads: Vec<ThreadKey>,
+    thread_index: HashMap<ThreadKey, ThreadId>,
+    /// The current id of each live thread; dropped when its names change.
+    thread_ids: HashMap<Tid, ThreadId>,
+    counts: HashMap<(ThreadId, StackId), u64>,
     unwinder: DwarfUnwinder,
     samples: u64,
     lost: u64,
@@ -49,14 +55,24 @@ pub struct Aggregator {
 }
 
 impl Aggregator {
-    /// An aggregator. With `unwind` other than frame pointers, samples that
-    /// carry registers and stack bytes are unwound with DWARF CFI.
+    /// An aggregator that asks the live `/proc` what events do not say.
+    /// With `unwind` other than frame pointers, samples that carry registers
+    /// and stack bytes are unwound with DWARF CFI.
     pub fn new(unwind: UnwindMode) -> Aggregator {
+        Aggregator::with_facts(unwind, Box::new(LiveProcfs))
+    }
+
+    /// An aggregator that asks `facts` what events do not say (a replay).
+    pub fn with_facts(unwind: UnwindMode, facts: Box<dyn ProcessFacts>) -> Aggregator {
         Aggregator {
+            facts,
             processes: Processes::default(),
             modules: ModuleTable::default(),
-            stacks: HashMap::new(),
-            thread_keys: HashMap::new(),
+            stack_ids: HashMap::new(),
+            threads: Vec::new(),
+            thread_index: HashMap::new(),
+            thread_ids: HashMap::new(),
+            counts: HashMap::new(),
             unwinder: DwarfUnwinder::new(unwind),
             user_scratch: Vec::new(),
             samples: 0,
@@ -81,10 +97,10 @@ impl Aggregator {
                 exec,
             } => {
                 self.processes.comm(pid, tid, name, exec);
-                self.thread_keys.remove(&tid);
+                self.thread_ids.remove(&tid);
                 if exec {
                     // Every thread of the process is gone but the one that exec'd.
-                    self.thread_keys.retain(|_, k| k.pid != pid);
+                    self.forget_threads_of(pid);
                 }
             }
             Event::Fork {
@@ -94,13 +110,13 @@ impl Aggregator {
                 ptid,
             } => {
                 self.processes.fork(pid, ppid, tid, ptid);
-                self.thread_keys.remove(&tid);
+                self.thread_ids.remove(&tid);
             }
             Event::Exit { pid, tid } => {
                 self.processes.exit(pid, tid);
-                self.thread_keys.remove(&tid);
+                self.thread_ids.remove(&tid);
                 if tid.0 == pid.0 {
-                    self.thread_keys.retain(|_, k| k.pid != pid);
+                    self.forget_threads_of(pid);
                     self.unwinder.forget(pid);
                 }
             }
@@ -115,7 +131,36 @@ impl Aggregator {
 
     /// Distinct (thread, stack) pairs so far.
     pub fn distinct_stacks(&self) -> usize {
-        self.stacks.len()
+        self.counts.len()
+    }
+
+    /// Every counted (thread, stack, samples), stacks leaf first, in no
+    /// particular order.
+    pub fn stacks(&self) -> Vec<(&ThreadKey, &[RawFrame], u64)> {
+        let mut frames: Vec<&[RawFrame]> = vec![&[]; self.stack_ids.len()];
+        for (stack, id) in &self.stack_ids {
+            frames[id.0 as usize] = stack;
+        }
+        self.counts
+            .iter()
+            .map(|(&(thread, stack), &n)| {
+                (
+                    &self.threads[thread.0 as usize],
+                    frames[stack.0 as usize],
+                    n,
+                )
+            })
+            .collect()
+    }
+
+    /// The path of a module frames name, as the target saw it.
+    pub fn module_path(&self, module: ModuleIndex) -> Option<&Path> {
+        self.modules.path(module)
+    }
+
+    /// Why a module's file could not be opened when first sampled.
+    pub fn module_unavailable(&self, module: ModuleIndex) -> Option<ModuleUnavailable> {
+        self.modules.unavailable(module)
     }
 
     /// What was seen, for the summary.
@@ -177,9 +222,16 @@ impl Aggregator {
             }
             frames.push(RawFrame::OffCpu);
         }
-        let thread = self.thread_key(sample.pid, sample.tid);
-        let key = (thread, frames.clone().into_boxed_slice());
-        *self.stacks.entry(key).or_default() += 1;
+        let thread = self.thread_id(sample.pid, sample.tid);
+        let stack = match self.stack_ids.get(frames.as_slice()) {
+            Some(&id) => id,
+            None => {
+                let id = StackId(self.stack_ids.len() as u32);
+                self.stack_ids.insert(frames.as_slice().into(), id);
+                id
+            }
+        };
+        *self.counts.entry((thread, stack)).or_default() += 1;
         self.scratch = frames;
     }
 
@@ -192,7 +244,8 @@ impl Aggregator {
             .and_then(|p| p.find(addr))
             .is_some();
         if !found {
-            self.processes.refresh_mappings(pid, self.samples);
+            self.processes
+                .refresh_mappings(pid, self.samples, self.facts.as_mut());
         }
         let Some(mapping) = self.processes.process(pid).and_then(|p| p.find(addr)) else {
             return RawFrame::Unmapped(address);
@@ -201,24 +254,41 @@ impl Aggregator {
             return RawFrame::Jit(pid, address);
         }
         let offset = mapping.file_offset_of(addr).0;
-        let module: ModuleIndex = self.modules.intern(pid, mapping);
+        let module = self.modules.intern(pid, mapping, self.facts.as_mut());
         RawFrame::Module(module, address.with_address(offset))
     }
 
-    fn thread_key(&mut self, pid: Pid, tid: Tid) -> ThreadKey {
-        if let Some(key) = self.thread_keys.get(&tid) {
-            if key.pid == pid {
-                return key.clone();
+    fn thread_id(&mut self, pid: Pid, tid: Tid) -> ThreadId {
+        if let Some(&id) = self.thread_ids.get(&tid) {
+            if self.threads[id.0 as usize].pid == pid {
+                return id;
             }
         }
+        let facts = self.facts.as_mut();
         let key = ThreadKey {
             pid,
             tid,
-            process_name: self.processes.process_name(pid),
-            thread_name: self.processes.thread_name(pid, tid),
+            process_name: self.processes.process_name(pid, facts),
+            thread_name: self.processes.thread_name(pid, tid, facts),
         };
-        self.thread_keys.insert(tid, key.clone());
-        key
+        // The same thread with the same names gets its old id back.
+        let id = match self.thread_index.get(&key) {
+            Some(&id) => id,
+            None => {
+                let id = ThreadId(self.threads.len() as u32);
+                self.threads.push(key.clone());
+                self.thread_index.insert(key, id);
+                id
+            }
+        };
+        self.thread_ids.insert(tid, id);
+        id
+    }
+
+    fn forget_threads_of(&mut self, pid: Pid) {
+        let threads = &self.threads;
+        self.thread_ids
+            .retain(|_, id| threads[id.0 as usize].pid != pid);
     }
 }
 

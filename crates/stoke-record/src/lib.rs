@@ -14,7 +14,9 @@
 //!   `finish`, and a launched command is only ever sent the signal stoke got.
 
 mod aggregate;
+mod facts;
 mod mmap;
+mod modules;
 mod processes;
 mod session;
 mod stack;
@@ -23,8 +25,9 @@ mod unwind;
 mod warning;
 
 pub use aggregate::{Aggregator, StackStats};
+pub use facts::{LiveProcfs, ModuleUnavailable, ProcessFacts, ReplayFacts};
 pub use session::{Control, Progress, Recording, Session, StopReason};
-pub use stack::{RawFrame, OFF_CPU_FRAME};
+pub use stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};
 pub use stoke_unwind::TruncationReason;
 pub use warning::{Warning, Warnings};
 

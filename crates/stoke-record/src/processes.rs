@@ -6,7 +6,8 @@
 use std::collections::HashMap;
 
 use stoke_model::{Mapping, MappingKind, Pid, Tid};
-use stoke_sample::procfs;
+
+use crate::facts::ProcessFacts;
 
 /// One process's mappings, sorted by start address.
 #[derive(Clone, Debug, Default)]
@@ -117,12 +118,17 @@ impl Processes {
         }
     }
 
-    /// The name of a thread, asking /proc while it still lives.
-    pub fn thread_name(&mut self, pid: Pid, tid: Tid) -> Option<String> {
+    /// The name of a thread, asking `facts` (`/proc`) while it still lives.
+    pub fn thread_name(
+        &mut self,
+        pid: Pid,
+        tid: Tid,
+        facts: &mut dyn ProcessFacts,
+    ) -> Option<String> {
         if let Some(t) = self.thread_names.get(&tid) {
             return Some(t.name.clone());
         }
-        let name = procfs::thread_name(pid, tid)?;
+        let name = facts.thread_name(pid, tid)?;
         self.thread_names.insert(
             tid,
             ThreadName {
@@ -137,17 +143,22 @@ impl Processes {
     }
 
     /// The name of a process: its main thread's name.
-    pub fn process_name(&mut self, pid: Pid) -> Option<String> {
+    pub fn process_name(&mut self, pid: Pid, facts: &mut dyn ProcessFacts) -> Option<String> {
         if let Some(name) = self.processes.get(&pid).and_then(|p| p.name.clone()) {
             return Some(name);
         }
-        self.thread_name(pid, Tid(pid.0))
+        self.thread_name(pid, Tid(pid.0), facts)
     }
 
-    /// Re-reads a process's mappings from /proc after an address fell in no
-    /// known mapping (events can be missed, e.g. before attaching). Rate
+    /// Re-reads a process's mappings (from /proc) after an address fell in
+    /// no known mapping (events can be missed, e.g. before attaching). Rate
     /// limited by sample count; returns whether anything was read.
-    pub fn refresh_mappings(&mut self, pid: Pid, samples_seen: u64) -> bool {
+    pub fn refresh_mappings(
+        &mut self,
+        pid: Pid,
+        samples_seen: u64,
+        facts: &mut dyn ProcessFacts,
+    ) -> bool {
         let process = self.process_mut(pid);
         if let Some(at) = process.refreshed_at {
             if samples_seen < at + REFRESH_INTERVAL {
@@ -155,7 +166,7 @@ impl Processes {
             }
         }
         process.refreshed_at = Some(samples_seen);
-        let Ok(mappings) = procfs::executable_mappings(pid) else {
+        let Some(mappings) = facts.executable_mappings(pid) else {
             return false;
         };
         for mapping in mappings {
@@ -210,7 +221,11 @@ mod tests {
         assert_eq!(ps.process(Pid(6)).unwrap().mappings.len(), 1);
         ps.comm(Pid(6), Tid(6), "split_one".into(), true);
         assert!(ps.process(Pid(6)).unwrap().mappings.is_empty());
-        assert_eq!(ps.process_name(Pid(6)).as_deref(), Some("split_one"));
+        let mut facts = crate::facts::ReplayFacts::new();
+        assert_eq!(
+            ps.process_name(Pid(6), &mut facts).as_deref(),
+            Some("split_one")
+        );
     }
 
     #[test]

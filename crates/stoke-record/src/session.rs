@@ -249,13 +249,14 @@ impl Session {
             truncated: stats.truncated.iter().map(|(_, n)| n).sum(),
         };
         let symbolize_started = Instant::now();
-        let mut warnings = Warnings::default();
         let mut symbolizer = self.symbolizer;
+        let mut warnings = Warnings::default();
         let profile = build_profile(
-            &self.aggregator.stacks,
+            &self.aggregator.stacks(),
             &self.aggregator.modules,
             &mut symbolizer,
             meta,
+            &mut warnings,
         );
         Recording {
             profile,

@@ -1,8 +1,29 @@
 //! Frames as captured: normalized addresses, not yet named.
 
-use stoke_model::{FrameAddress, Pid};
+use stoke_model::{FrameAddress, Pid, Tid};
 use stoke_sample::Syscall;
 use stoke_unwind::TruncationReason;
+
+/// The thread a stack was sampled on, with the names it had then.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ThreadKey {
+    /// The process.
+    pub pid: Pid,
+    /// The thread.
+    pub tid: Tid,
+    /// The process's name then.
+    pub process_name: Option<String>,
+    /// The thread's name then.
+    pub thread_name: Option<String>,
+}
+
+/// Index of a [`ThreadKey`] in the aggregator's thread table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct ThreadId(pub u32);
+
+/// Index of a unique frame sequence in the aggregator's stack table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct StackId(pub u32);
 
 /// Index of a module in the aggregator's module table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]

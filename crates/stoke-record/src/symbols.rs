@@ -2,85 +2,28 @@
 //! build the profile.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::path::PathBuf;
-use std::sync::Arc;
 
-use stoke_model::{BuildId, FrameAddress, Mapping, MappingKind, ModuleKey, Pid};
+use stoke_model::{FrameAddress, Pid};
 use stoke_profile::{Frame, FrameId, FrameKind, Metadata, Profile, Thread};
 use stoke_symbolize::{ModuleRequest, SymbolFrame, Symbolized, Symbolizer};
 
-use crate::aggregate::ThreadKey;
-use crate::stack::{ModuleIndex, RawFrame, OFF_CPU_FRAME};
+use crate::modules::ModuleTable;
+use crate::stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};
+use crate::{TruncationReason, Warning, Warnings};
 
-/// A module seen in samples.
-#[derive(Clone, Debug)]
-pub(crate) struct ModuleInfo {
-    /// Its path as the target sees it (None for the vDSO and other
-    /// pseudo mappings).
-    path: Option<PathBuf>,
-    /// Whether it is the vDSO (symbolized from stoke's own copy).
-    is_vdso: bool,
-    /// A process that mapped it, to open it through `/proc/PID/root`.
-    pid: Pid,
-    build_id: Option<BuildId>,
-    short_name: String,
-    /// The file, held open from when the module was first sampled, so that
-    /// a binary deleted or replaced while it runs is still read (through
-    /// `/proc/PID/map_files`) after the process is gone.
-    file: Option<Arc<File>>,
-}
-
-/// How many module files are held open at most (each costs a descriptor);
-/// modules past this are opened by path when recording stops.
-const MAX_HELD_FILES: usize = 256;
-
-/// Modules seen in samples, interned by key.
-#[derive(Debug, Default)]
-pub(crate) struct ModuleTable {
-    index: HashMap<ModuleKey, ModuleIndex>,
-    modules: Vec<ModuleInfo>,
-    held_files: usize,
-}
-
-impl ModuleTable {
-    /// The index of the module behind a mapping.
-    pub fn intern(&mut self, pid: Pid, mapping: &Mapping) -> ModuleIndex {
-        let key = mapping.module_key();
-        if let Some(&i) = self.index.get(&key) {
-            return i;
-        }
-        let i = ModuleIndex(self.modules.len() as u32);
-        let file = (self.held_files < MAX_HELD_FILES)
-            .then(|| stoke_sample::procfs::open_mapped_file(pid, mapping))
-            .flatten()
-            .map(Arc::new);
-        self.held_files += usize::from(file.is_some());
-        self.modules.push(ModuleInfo {
-            file,
-            path: match &mapping.kind {
-                MappingKind::File(p) => Some(p.clone()),
-                _ => None,
-            },
-            is_vdso: mapping.kind == MappingKind::Vdso,
-            pid,
-            build_id: mapping.build_id.clone(),
-            short_name: mapping.short_name(),
-        });
-        self.index.insert(key, i);
-        i
-    }
-}
+/// Counted stacks: (thread, frames leaf first, samples).
+pub(crate) type Counted<'a> = [(&'a ThreadKey, &'a [RawFrame], u64)];
 
 /// Builds the profile from aggregated stacks, symbolizing each unique frame once.
 pub(crate) fn build_profile(
-    stacks: &HashMap<(ThreadKey, Box<[RawFrame]>), u64>,
+    stacks: &Counted<'_>,
     modules: &ModuleTable,
     symbolizer: &mut Symbolizer,
     meta: Metadata,
+    warnings: &mut Warnings,
 ) -> Profile {
     let mut profile = Profile::new(meta);
-    let names = name_frames(stacks, modules, symbolizer, &mut profile);
+    let names = name_frames(stacks, modules, symbolizer, &mut profile, warnings);
     // Path and build-id of each module frames name, for pprof mappings.
     for info in &modules.modules {
         profile.add_module(stoke_profile::Module {
@@ -94,7 +37,7 @@ pub(crate) fn build_profile(
     }
     let mut thread_ids = HashMap::new();
     let mut ids = Vec::new();
-    for ((thread, frames), &count) in stacks {
+    for &(thread, frames, count) in stacks {
         ids.clear();
         for raw in frames.iter().rev() {
             ids.extend_from_slice(&names[raw]);
@@ -102,7 +45,7 @@ pub(crate) fn build_profile(
         let Some(stack) = profile.intern_stack(&ids) else {
             continue;
         };
-        let thread_id = *thread_ids.entry(thread.clone()).or_insert_with(|| {
+        let thread_id = *thread_ids.entry(thread).or_insert_with(|| {
             profile.intern_thread(Thread {
                 pid: thread.pid.0,
                 tid: thread.tid.0,
@@ -118,12 +61,13 @@ pub(crate) fn build_profile(
 /// Names every unique raw frame: each becomes one or more profile frames
 /// (a function and the functions inlined into it), outermost first.
 fn name_frames(
-    stacks: &HashMap<(ThreadKey, Box<[RawFrame]>), u64>,
+    stacks: &Counted<'_>,
     modules: &ModuleTable,
     symbolizer: &mut Symbolizer,
     profile: &mut Profile,
+    warnings: &mut Warnings,
 ) -> HashMap<RawFrame, Vec<FrameId>> {
-    let unique: HashSet<&RawFrame> = stacks.keys().flat_map(|(_, f)| f.iter()).collect();
+    let unique: HashSet<&RawFrame> = stacks.iter().flat_map(|(_, f, _)| f.iter()).collect();
     let mut by_module: HashMap<ModuleIndex, Vec<FrameAddress>> = HashMap::new();
     let mut kernel = Vec::new();
     let mut jit: HashMap<Pid, Vec<FrameAddress>> = HashMap::new();
@@ -173,6 +117,21 @@ fn name_frames(
                 vec![Symbolized::Unknown(stoke_symbolize::UnknownReason::NoSymbol); addresses.len()]
             }
         };
+        // A file that could not be opened when sampled and gave no name
+        // since is worth a word; one opened later by path is not.
+        if let (Some(why), Some(path)) = (info.unavailable, &info.path) {
+            if results.iter().all(|r| matches!(r, Symbolized::Unknown(_))) {
+                warnings.push(match why.reason {
+                    TruncationReason::ModuleMismatch => {
+                        Warning::ModuleMismatch { path: path.clone() }
+                    }
+                    _ => Warning::ModuleUnreadable {
+                        path: path.clone(),
+                        errno: why.errno,
+                    },
+                });
+            }
+        }
         for (a, result) in addresses.iter().zip(results) {
             // Unnamed functions are named by their start, so their samples merge.
             let fallback = |start: Option<u64>| {
