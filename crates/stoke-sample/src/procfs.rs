@@ -125,19 +125,79 @@ pub fn path_in_root(pid: Pid, path: &Path) -> PathBuf {
     PathBuf::from(format!("/proc/{pid}/root")).join(relative)
 }
 
+/// Whether [`open_regular`] follows a symlink in the last component.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Follow {
+    /// Follow it (kernel magic links such as `/proc/PID/map_files/…`).
+    Yes,
+    /// Refuse it (a path the target, or its owner, chooses).
+    No,
+}
+
+/// Opens a file in a target's namespace for reading without ever blocking
+/// or touching anything but a regular file: the path is first opened with
+/// `O_PATH` (which opens no device and waits for no FIFO writer), checked to
+/// be a regular file, and only then opened for reading through
+/// `/proc/self/fd`, the same inode, with `O_NONBLOCK | O_NOCTTY`. A FIFO,
+/// device, socket or folder planted at the path is an error
+/// (`InvalidInput`), and so is a symlink in the last component with
+/// [`Follow::No`].
+pub fn open_regular(path: &Path, follow: Follow) -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let nofollow = match follow {
+        Follow::Yes => 0,
+        Follow::No => libc::O_NOFOLLOW,
+    };
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC | nofollow)
+        .open(path)?;
+    let kind = handle.metadata()?.file_type();
+    if !kind.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not a regular file (a {})", file_kind_name(kind)),
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+}
+
+/// What a file that is not a regular one is, for messages.
+fn file_kind_name(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_dir() {
+        "folder"
+    } else if kind.is_symlink() {
+        "symlink"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "device"
+    } else if kind.is_socket() {
+        "socket"
+    } else {
+        "special file"
+    }
+}
+
 /// Opens the file behind a mapping of a live process: through
 /// `/proc/PID/root` when the file found there is the one mapped (same inode),
 /// else through `/proc/PID/map_files/START-END`, which reaches the mapped
 /// file itself even when it was deleted or replaced since (this needs root,
 /// or CAP_SYS_ADMIN, and the process alive). Falls back to whatever the path
-/// gives; `None` when nothing opens.
+/// gives; `None` when nothing opens. Every open is [`open_regular`]: a FIFO
+/// or device planted at the path is never opened.
 pub fn open_mapped_file(pid: Pid, mapping: &Mapping) -> Option<std::fs::File> {
     use std::os::unix::fs::MetadataExt;
     let stoke_model::MappingKind::File(path) = &mapping.kind else {
         return None;
     };
-    let by_path = std::fs::File::open(path_in_root(pid, path))
-        .or_else(|_| std::fs::File::open(path))
+    let by_path = open_regular(&path_in_root(pid, path), Follow::No)
+        .or_else(|_| open_regular(path, Follow::No))
         .ok();
     let same_inode = |file: &std::fs::File| {
         mapping.inode == 0 || file.metadata().is_ok_and(|m| m.ino() == mapping.inode)
@@ -145,7 +205,7 @@ pub fn open_mapped_file(pid: Pid, mapping: &Mapping) -> Option<std::fs::File> {
     if by_path.as_ref().is_some_and(same_inode) {
         return by_path;
     }
-    std::fs::File::open(map_files_path(pid, mapping))
+    open_regular(&map_files_path(pid, mapping), Follow::Yes)
         .ok()
         .or(by_path)
 }
@@ -225,6 +285,30 @@ garbage line
         if is_root {
             assert_eq!(reopened.unwrap().metadata().unwrap().ino(), inode);
         }
+    }
+
+    #[test]
+    fn only_regular_files_open_and_fifos_never_block() {
+        let dir = std::env::temp_dir().join(format!("stoke-regular-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        let file = dir.join("file");
+        std::fs::write(&file, b"bytes").unwrap();
+        let link = dir.join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(open_regular(&file, Follow::No).is_ok());
+        assert!(open_regular(&link, Follow::Yes).is_ok());
+        let refused = open_regular(&link, Follow::No).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::InvalidInput, "{refused}");
+        if made.is_ok_and(|s| s.success()) {
+            // No writer: a blocking open would wait here forever.
+            let refused = open_regular(&fifo, Follow::Yes).unwrap_err();
+            assert!(refused.to_string().contains("FIFO"), "{refused}");
+        }
+        let refused = open_regular(Path::new("/dev/null"), Follow::Yes).unwrap_err();
+        assert!(refused.to_string().contains("device"), "{refused}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -76,6 +76,31 @@ pub(crate) fn svma_to_offset(segments: &[Segment], svma: u64) -> Option<u64> {
         .map(|s| s.offset + (svma - s.vaddr))
 }
 
+/// Opens a file the target (or its owner) may have planted, without ever
+/// blocking or opening anything but a regular file: `O_PATH` first (which
+/// opens no device and waits for no FIFO writer), a check that it is a
+/// regular file, then the same inode opened for reading through
+/// `/proc/self/fd` with `O_NONBLOCK | O_NOCTTY`. Anything else is an
+/// `InvalidInput` error.
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::io::AsRawFd;
+    let handle = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(path)?;
+    if !handle.metadata()?.file_type().is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
+}
+
 /// A mapped ELF file and the facts parsed from it once.
 pub(crate) struct ElfImage {
     /// Where it was opened from.
@@ -99,13 +124,13 @@ pub(crate) struct ElfImage {
 }
 
 impl ElfImage {
-    /// Opens, maps and parses a file.
+    /// Opens ([`open_regular`]), maps and parses a file.
     pub(crate) fn open(path: &Path) -> Result<ElfImage, LoadError> {
         let io = |source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = File::open(path).map_err(io)?;
+        let file = open_regular(path).map_err(io)?;
         ElfImage::open_file(path, &file)
     }
 

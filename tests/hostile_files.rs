@@ -1,0 +1,132 @@
+//! Files a target plants in its own namespace never hang stoke: a FIFO
+//! bind-mounted over the target's own executable (in a private mount
+//! namespace, so only `/proc/PID/root` shows it) is not opened, and the
+//! binary is read through `/proc/PID/map_files` instead.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{assert_unharmed, c_fixture, stoke_record, Build, Folded, Outcome, HZ};
+
+/// Longer than any recording here takes; stoke blocked in `open()` never ends.
+const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// The fixture, hidden behind its FIFO, running until dropped.
+struct Hidden {
+    child: Child,
+    _stdout: BufReader<std::process::ChildStdout>,
+}
+
+impl Drop for Hidden {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies the fixture into `dir` and runs it there; `None` (with the reason
+/// on stderr) where this machine does not let it make a mount namespace.
+fn spawn_hidden(dir: &Path) -> Option<Hidden> {
+    let exe = dir.join("fifo_over_self");
+    std::fs::copy(c_fixture("fifo_over_self", Build::FramePointers), &exe).unwrap();
+    let fifo = dir.join("fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    let mut child = Command::new(&exe)
+        .arg(&exe)
+        .arg(&fifo)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    if let Some(why) = line.trim_end().strip_prefix("unsupported: ") {
+        eprintln!("skipped: the fixture cannot hide its binary behind a FIFO here ({why})");
+        let _ = child.wait();
+        return None;
+    }
+    assert_eq!(
+        line.trim_end(),
+        format!("ready {}", child.id()),
+        "the fixture's ready line"
+    );
+    Some(Hidden {
+        child,
+        _stdout: stdout,
+    })
+}
+
+/// Runs `cmd`, killing it and failing the test if it is still running after
+/// [`HANG_GUARD`].
+fn run_guarded(cmd: &mut Command) -> Outcome {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || sender.send(child.wait_with_output()));
+    match receiver.recv_timeout(HANG_GUARD) {
+        Ok(output) => {
+            let output = output.unwrap();
+            Outcome {
+                status: output.status,
+                stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            }
+        }
+        Err(_) => {
+            let _ = Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+            panic!("stoke hung on the target's FIFO: killed after {HANG_GUARD:?}");
+        }
+    }
+}
+
+fn record_hidden(extra: &[&str]) {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: making a mount namespace needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let Some(target) = spawn_hidden(dir.path()) else {
+        return;
+    };
+    let pid = target.child.id().to_string();
+    let out = dir.path().join("out.folded");
+    let outcome = run_guarded(
+        stoke_record(dir.path())
+            .args(["-F", HZ, "-p", &pid, "-d", "1", "-o"])
+            .arg(&out)
+            .args(extra),
+    );
+    outcome.assert_success();
+    let folded = Folded::read(&out);
+    assert!(folded.total() > 0, "no samples\n{outcome}");
+    let named = folded.share_containing("fifo_hot");
+    assert!(
+        named > 0.5,
+        "the hidden binary's hot function is named in {named:.2} of samples\n{outcome}"
+    );
+    assert_unharmed(target.child.id() as i32);
+}
+
+#[test]
+fn a_fifo_over_the_binary_does_not_hang_perf_recording() {
+    record_hidden(&[]);
+}
+
+#[test]
+fn a_fifo_over_the_binary_does_not_hang_ptrace_recording() {
+    record_hidden(&["--backend", "ptrace"]);
+}
