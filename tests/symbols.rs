@@ -390,11 +390,13 @@ fn a_process_in_other_namespaces_is_named_through_its_root() {
     let recording = record_command(&["-p", &pid, "-d", "1"], &[] as &[&str]);
     let folded = &recording.folded;
     // The binary, at /tmp/jit_map_PID inside only, and the perf map, under the
-    // namespaced pid 1, both resolve.
+    // namespaced pid 1, both resolve. (Each loop takes a share of the CPU
+    // that varies with the machine's load, 18 % to 50 % here; unnamed, it
+    // would have none.)
     for name in ["native_spin", "stoke_jit_spin_[j]"] {
         let named = leaf_count(folded, name);
         assert!(
-            named * 5 >= folded.total(),
+            named * 10 >= folded.total(),
             "{name} in {named} of {} samples\n{}",
             folded.total(),
             recording.outcome
