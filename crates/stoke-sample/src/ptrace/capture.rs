@@ -4,7 +4,7 @@
 
 use stoke_model::{DwarfReg, Pid, Registers, Tid};
 
-use crate::sys::ptrace::{self as sys, UserRegs};
+use crate::sys::ptrace::UserRegs;
 use crate::sys::{ring::page_size, time, vm};
 use crate::{OffCpu, Sample, StackBytes, StackCapture, Syscall};
 
@@ -117,19 +117,22 @@ pub(crate) fn frame_pointer_walk(ip: u64, bp: u64, stack: &StackBytes) -> Vec<u6
     chain
 }
 
-/// Reads the registers and stack of the stopped thread `tid` of `pid`.
+/// Turns registers into a sample of thread `tid` of `pid`: those of a
+/// stopped thread, or those a blocked thread had when it was last stopped (its
+/// user registers cannot change while it stays blocked in the same call).
+/// The stack is read now; the thread need not be stopped for that.
 /// `blocked` is `None` in CPU mode; in wall mode, whether the thread was
 /// blocked (then its system call is added; `last_syscall` is the thread's
-/// memory for [`waited_syscall`]). `None` if the thread vanished meanwhile.
-pub(crate) fn capture(
+/// memory for [`waited_syscall`]).
+pub(crate) fn capture_with(
     pid: Pid,
     tid: Tid,
+    regs: &UserRegs,
     cpu: u32,
     blocked: Option<bool>,
     last_syscall: &mut Option<(u64, Syscall)>,
     how: &Capture,
-) -> Option<Sample> {
-    let regs = sys::registers(tid.0 as libc::pid_t).ok()?;
+) -> Sample {
     let size = match how.stack {
         StackCapture::RegsAndStack { size } => (size as usize).min(65528) & !7,
         StackCapture::Callchain => CALLCHAIN_COPY,
@@ -151,9 +154,9 @@ pub(crate) fn capture(
         off_cpu: match blocked {
             None => None,
             Some(true) => Some(OffCpu {
-                syscall: waited_syscall(&regs, last_syscall),
+                syscall: waited_syscall(regs, last_syscall),
             }),
-            Some(false) => back_to_wait(&regs, last_syscall).map(|syscall| OffCpu {
+            Some(false) => back_to_wait(regs, last_syscall).map(|syscall| OffCpu {
                 syscall: Some(syscall),
             }),
         },
@@ -161,14 +164,48 @@ pub(crate) fn capture(
     };
     match how.stack {
         StackCapture::RegsAndStack { .. } => {
-            sample.user_regs = Some(dwarf_registers(&regs));
+            sample.user_regs = Some(dwarf_registers(regs));
             sample.user_stack = Some(stack);
         }
         StackCapture::Callchain => {
             sample.user_callchain = frame_pointer_walk(regs.rip, regs.rbp, &stack);
         }
     }
-    Some(sample)
+    sample
+}
+
+/// `-ERESTARTNOHAND`: the kernel's "restart this call unless a handler
+/// runs" return value (never seen by programs).
+const ERESTARTNOHAND: u64 = (-514i64) as u64;
+/// `-EINTR` in `rax`.
+const MINUS_EINTR: u64 = (-(libc::EINTR as i64)) as u64;
+
+/// Makes a system call that stoke's interrupt cut short restart instead of
+/// failing. Most blocking calls then hold `-ERESTART*` in `rax`, which the
+/// kernel turns into a restart once the thread resumes (no handler runs).
+/// A few (`epoll_wait`, `io_getevents`, …) return a plain `-EINTR`: it is
+/// rewritten to `-ERESTARTNOHAND`, so these restart too; a signal with a
+/// handler that arrives meanwhile still makes them fail with EINTR, as the
+/// kernel would have. Returns the registers to write back, if any.
+pub(crate) fn restartable(regs: &UserRegs) -> Option<UserRegs> {
+    let in_syscall = (regs.orig_rax as i64) >= 0;
+    let mut fixed = *regs;
+    fixed.rax = ERESTARTNOHAND;
+    (in_syscall && regs.rax == MINUS_EINTR).then_some(fixed)
+}
+
+/// A thread's registers kept while it stays blocked at one place.
+#[derive(Clone, Copy)]
+pub(crate) struct SavedRegs(pub(crate) UserRegs);
+
+impl std::fmt::Debug for SavedRegs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SavedRegs {{ rip: {:#x}, rsp: {:#x} }}",
+            self.0.rip, self.0.rsp
+        )
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +246,14 @@ mod tests {
         regs.rip = 0x80;
         assert_eq!(back_to_wait(&regs, &last), None);
         assert_eq!(waited_syscall(&regs, &mut last), Some(Syscall(219)));
+        regs.orig_rax = 232;
+        regs.rax = (-4i64) as u64;
+        assert_eq!(restartable(&regs).map(|r| r.rax as i64), Some(-514));
+        regs.rax = (-512i64) as u64;
+        assert!(restartable(&regs).is_none());
+        regs.orig_rax = u64::MAX;
+        regs.rax = (-4i64) as u64;
+        assert!(restartable(&regs).is_none());
         regs.rip = 0x1234;
         regs.rsp = 0x7000;
         let r = dwarf_registers(&regs);

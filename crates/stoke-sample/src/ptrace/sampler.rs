@@ -20,8 +20,10 @@ use std::time::{Duration, Instant};
 
 use stoke_model::{Pid, Tid};
 
-use super::capture::{capture, Capture};
+use super::capture::{capture_with, restartable, Capture, SavedRegs};
+use super::stat::{blocked_in, BlockedIn};
 use super::tracer::{Interrupt, Tracer};
+use crate::sys::ptrace as sys;
 use crate::sys::time;
 use crate::{Call, Event, PollOutcome, SampleError, SampleMode, Sampler, SamplerOptions};
 
@@ -212,7 +214,31 @@ impl PtraceSampler {
         if !eligible {
             return;
         }
-        thread.request = Some((stat.cpu, wall.then_some(!stat.running())));
+        let blocked = wall && !stat.running();
+        if blocked {
+            // Still blocked where it was last stopped: its registers are
+            // those seen then, and its stack can be read without a stop
+            // (which would wake it, and cut short a call with a timeout).
+            if let (Some(now), Some((site, regs))) =
+                (blocked_in(thread.pid, tid), thread.blocked_site)
+            {
+                if now == site {
+                    let pid = thread.pid;
+                    let sample = capture_with(
+                        pid,
+                        tid,
+                        &regs.0,
+                        stat.cpu,
+                        Some(true),
+                        &mut thread.last_syscall,
+                        &self.capture,
+                    );
+                    self.tracer.events.push(Event::Sample(sample));
+                    return;
+                }
+            }
+        }
+        thread.request = Some((stat.cpu, wall.then_some(blocked)));
         match self.tracer.interrupt(tid) {
             Interrupt::Stopped => self.take(tid),
             Interrupt::Pending => {}
@@ -232,15 +258,35 @@ impl PtraceSampler {
         };
         let pid = thread.pid;
         let (cpu, blocked) = thread.request.take().unwrap_or((0, None));
-        let mut last_syscall = thread.last_syscall;
-        let sample = capture(pid, tid, cpu, blocked, &mut last_syscall, &self.capture);
+        let raw = tid.0 as libc::pid_t;
+        let Ok(regs) = sys::registers(raw) else {
+            self.tracer.resume(tid);
+            return;
+        };
+        let sample = capture_with(
+            pid,
+            tid,
+            &regs,
+            cpu,
+            blocked,
+            &mut thread.last_syscall,
+            &self.capture,
+        );
+        // A blocked thread's site, as /proc will show it once it is back
+        // in its call (the call restarts from the same place).
+        thread.blocked_site = (blocked == Some(true) && (regs.orig_rax as i64) >= 0).then(|| {
+            let site = BlockedIn {
+                nr: regs.orig_rax as i64,
+                sp: regs.rsp,
+                pc: regs.rip,
+            };
+            (site, SavedRegs(regs))
+        });
+        if let Some(fixed) = restartable(&regs) {
+            let _ = sys::set_registers(raw, &fixed);
+        }
         self.tracer.resume(tid);
-        if let Some(thread) = self.tracer.threads.get_mut(&tid) {
-            thread.last_syscall = last_syscall;
-        }
-        if let Some(sample) = sample {
-            self.tracer.events.push(Event::Sample(sample));
-        }
+        self.tracer.events.push(Event::Sample(sample));
     }
 
     /// Handles pending stops, sampling threads whose interrupt came late.

@@ -44,6 +44,35 @@ pub(crate) fn parse(text: &[u8]) -> Option<ThreadStat> {
     Some(ThreadStat { state, comm, cpu })
 }
 
+/// Where a blocked thread waits, from `/proc/PID/task/TID/syscall`: the
+/// system call number (-1: blocked outside one, e.g. in a page fault), its
+/// stack pointer and instruction pointer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BlockedIn {
+    /// The system call number, -1 if none.
+    pub(crate) nr: i64,
+    /// The user stack pointer.
+    pub(crate) sp: u64,
+    /// The user instruction pointer.
+    pub(crate) pc: u64,
+}
+
+/// Parses `NR ARG1 … ARG6 SP PC` (or `-1 SP PC`); `None` for `running`.
+pub(crate) fn parse_syscall(text: &[u8]) -> Option<BlockedIn> {
+    let text = std::str::from_utf8(text).ok()?;
+    let fields: Vec<&str> = text.split_ascii_whitespace().collect();
+    let nr: i64 = fields.first()?.parse().ok()?;
+    let hex = |f: &str| u64::from_str_radix(f.strip_prefix("0x")?, 16).ok();
+    let (sp, pc) = match fields.len() {
+        3 | 9 => (
+            hex(fields[fields.len() - 2])?,
+            hex(fields[fields.len() - 1])?,
+        ),
+        _ => return None,
+    };
+    Some(BlockedIn { nr, sp, pc })
+}
+
 /// An open `stat` file of one thread.
 #[derive(Debug)]
 pub(crate) struct StatFile {
@@ -68,9 +97,31 @@ impl StatFile {
     }
 }
 
+/// Reads where the blocked thread `tid` of `pid` waits; `None` if it runs
+/// or is gone. Asks nothing of the thread (it is not interrupted).
+pub(crate) fn blocked_in(pid: Pid, tid: Tid) -> Option<BlockedIn> {
+    let text = std::fs::read(format!("/proc/{pid}/task/{tid}/syscall")).ok()?;
+    parse_syscall(&text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn syscall_lines_parse() {
+        let line = b"232 0x3 0x7ffc 0x1 0xffffffffffffffff 0x0 0x0 0x7ffd1000 0x7f00aa\n";
+        assert_eq!(
+            parse_syscall(line),
+            Some(BlockedIn {
+                nr: 232,
+                sp: 0x7ffd1000,
+                pc: 0x7f00aa
+            })
+        );
+        assert_eq!(parse_syscall(b"-1 0x10 0x20\n").map(|b| b.nr), Some(-1));
+        assert_eq!(parse_syscall(b"running\n"), None);
+    }
 
     #[test]
     fn names_with_parentheses_and_spaces_parse() {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use stoke_model::{Pid, Tid};
 
-use super::stat::StatFile;
+use super::capture::{restartable, SavedRegs};
+use super::stat::{BlockedIn, StatFile};
 use crate::sys::ptrace::{self as sys, WaitStatus};
 use crate::{procfs, Event};
 
@@ -47,6 +48,9 @@ pub(crate) struct Thread {
     pub(crate) request: Option<(u32, Option<bool>)>,
     /// Its last system call seen blocked, and the instruction pointer.
     pub(crate) last_syscall: Option<(u64, crate::Syscall)>,
+    /// Where it was last stopped while blocked, with its registers then:
+    /// while it stays blocked there it is sampled without a stop.
+    pub(crate) blocked_site: Option<(BlockedIn, SavedRegs)>,
 }
 
 impl Thread {
@@ -60,6 +64,7 @@ impl Thread {
             held: false,
             request: None,
             last_syscall: None,
+            blocked_site: None,
         }
     }
 }
@@ -295,6 +300,7 @@ impl Tracer {
             thread.held = true;
             return Handled::Interrupted;
         }
+        keep_restartable(raw);
         let _ = sys::cont(raw, 0);
         Handled::Resumed
     }
@@ -460,9 +466,15 @@ impl Tracer {
                         }
                         let _ = sys::detach(raw, 0);
                     }
+                    libc::PTRACE_EVENT_STOP if !is_stop_signal(signal) => {
+                        // Our interrupt (or a first stop): a call it cut
+                        // short restarts.
+                        keep_restartable(raw);
+                        let _ = sys::detach(raw, 0);
+                    }
                     _ => {
-                        // Our interrupt, a first stop, an exec or a
-                        // group-stop (which the thread stays in).
+                        // An exec or a group-stop (which the thread stays
+                        // in).
                         let _ = sys::detach(raw, 0);
                     }
                 }
@@ -475,6 +487,14 @@ impl Tracer {
 impl Drop for Tracer {
     fn drop(&mut self) {
         self.detach_all();
+    }
+}
+
+/// Makes a system call that an interrupt stop cut short restart when the
+/// stopped thread `raw` resumes (see [`restartable`]).
+pub(crate) fn keep_restartable(raw: libc::pid_t) {
+    if let Some(regs) = sys::registers(raw).ok().as_ref().and_then(restartable) {
+        let _ = sys::set_registers(raw, &regs);
     }
 }
 

@@ -102,6 +102,25 @@ pub(crate) fn registers(tid: libc::pid_t) -> io::Result<UserRegs> {
     }
 }
 
+/// `PTRACE_SETREGS`: replaces the user registers of a stopped thread.
+pub(crate) fn set_registers(tid: libc::pid_t, regs: &UserRegs) -> io::Result<()> {
+    // SAFETY: PTRACE_SETREGS reads one `user_regs_struct` through `data`,
+    // which points to a live value of that type; nothing is written to it.
+    let ret = unsafe {
+        libc::ptrace(
+            libc::PTRACE_SETREGS,
+            tid,
+            std::ptr::null_mut::<libc::c_void>(),
+            regs as *const UserRegs,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// What `waitpid` reported about a traced thread.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum WaitStatus {
