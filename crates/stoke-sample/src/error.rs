@@ -30,6 +30,15 @@ pub enum SampleError {
         /// The errno (EACCES or EPERM).
         source: io::Error,
     },
+    /// ptrace refused a process for a reason permissions cannot fix: it is
+    /// a zombie, exiting, or already traced by another program.
+    #[error("{message}")]
+    NotTraceable {
+        /// What the process is doing, e.g. "already traced by process 456 (gdb)".
+        message: String,
+        /// The errno of `PTRACE_SEIZE`.
+        source: io::Error,
+    },
     /// The requested counter does not exist on this machine (e.g. no PMU).
     #[error("{event} is not supported on this machine: {source}")]
     EventNotSupported {

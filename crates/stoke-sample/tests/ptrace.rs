@@ -208,3 +208,52 @@ fn missing_commands_and_processes_are_reported() {
         Err(SampleError::NoSuchProcess(_))
     ));
 }
+
+/// The message of a refused attach to `pid`.
+fn attach_error(pid: u32) -> String {
+    match PtraceSampler::attach(Pid(pid), &SamplerOptions::default()) {
+        Ok(_) => panic!("attached to {pid}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+#[test]
+fn zombies_and_traced_processes_are_named_as_such_not_as_a_permission_problem() {
+    // A child that exited and is not reaped yet: a zombie.
+    let mut zombie = std::process::Command::new("true").spawn().unwrap();
+    let zpid = zombie.id();
+    while !std::fs::read_to_string(format!("/proc/{zpid}/stat"))
+        .unwrap()
+        .contains(") Z")
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let message = attach_error(zpid);
+    zombie.wait().unwrap();
+    assert!(
+        message.contains(&format!("process {zpid} is a zombie")) && !message.contains("run stoke"),
+        "{message}"
+    );
+
+    // A process this test already traces.
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let spid = sleeper.id();
+    nix::sys::ptrace::seize(
+        nix::unistd::Pid::from_raw(spid as i32),
+        nix::sys::ptrace::Options::empty(),
+    )
+    .unwrap();
+    let message = attach_error(spid);
+    // Killing a tracee ends the tracing too.
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    let me = nix::unistd::gettid();
+    assert!(
+        message.contains(&format!("process {spid} is already traced by process {me}"))
+            && !message.contains("run stoke"),
+        "{message}"
+    );
+}

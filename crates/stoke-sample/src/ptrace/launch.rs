@@ -21,11 +21,66 @@ fn ptrace_scope() -> Option<String> {
     Some(text.trim().to_string())
 }
 
+/// Why `pid` cannot be traced whatever the permissions, from its
+/// `/proc/PID/status`: a zombie, an exiting process, or one another
+/// tracer holds. `None` when none of these holds.
+fn why_untraceable(pid: Pid) -> Option<String> {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return Some(format!("process {pid} exited while stoke attached to it"));
+    };
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+    };
+    let state = field("State:").unwrap_or("");
+    if state.starts_with('Z') {
+        return Some(format!(
+            "process {pid} is a zombie: it has exited and waits for its parent to reap it; there is nothing left to profile"
+        ));
+    }
+    if state.starts_with('X') {
+        return Some(format!(
+            "process {pid} is exiting: there is nothing left to profile"
+        ));
+    }
+    let tracer = field("TracerPid:").and_then(|t| t.parse::<u32>().ok())?;
+    if tracer == 0 {
+        return exiting(pid).then(|| {
+            format!(
+                "process {pid} is exiting (its threads are gone or going): nothing left to profile"
+            )
+        });
+    }
+    let name = procfs::thread_name(Pid(tracer), Tid(tracer))
+        .map(|n| format!(" ({n})"))
+        .unwrap_or_default();
+    Some(format!(
+        "process {pid} is already traced by process {tracer}{name}; a process has one tracer at a time: detach it first, or use --backend perf"
+    ))
+}
+
+/// Whether the process's main thread is a zombie or dead while others may
+/// linger (the process is on its way out).
+fn exiting(pid: Pid) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with(['Z', 'X']))
+        })
+        .unwrap_or(true)
+}
+
 /// The error for a refused `PTRACE_SEIZE` of `pid`.
 pub(crate) fn seize_error(pid: Pid, source: io::Error) -> SampleError {
     match source.raw_os_error() {
         Some(libc::ESRCH) => SampleError::NoSuchProcess(pid),
         Some(libc::EPERM | libc::EACCES) => {
+            if let Some(message) = why_untraceable(pid) {
+                return SampleError::NotTraceable { message, source };
+            }
             let scope = ptrace_scope()
                 .map(|s| format!(" (kernel.yama.ptrace_scope is {s})"))
                 .unwrap_or_default();
