@@ -5,7 +5,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{assert_unharmed, c_fixture, run, stoke_record, Build, LiveFixture, HZ};
+use common::{
+    assert_unharmed, c_fixture, c_fixture_with_flags, record_command, run, stoke_record, Build,
+    LiveFixture, HZ,
+};
 
 /// Records the running process `pid` for `seconds` with the ptrace backend.
 fn record_pid(pid: i32, seconds: &str, extra: &[&str]) {
@@ -41,5 +44,67 @@ fn epoll_wait_never_fails_with_eintr_because_of_stoke() {
         (0, 0),
         "epoll_wait failed with EINTR {wall} times in wall mode, {cpu} times \
          over 3 CPU-mode attach/detach cycles (the process has no signal handler)"
+    );
+}
+
+/// Of the samples in a library of `dlopen_loop`, how many are named for the
+/// library loaded when they were taken (`caller_NN;so_work_NN`), and how
+/// many for another.
+fn library_names(folded: &common::Folded) -> (u64, u64) {
+    let number = |frames: &[String], prefix: &str| {
+        frames
+            .iter()
+            .find_map(|f| f.strip_prefix(prefix))
+            .map(str::to_string)
+    };
+    let (mut right, mut wrong) = (0, 0);
+    for stack in &folded.stacks {
+        let (Some(caller), Some(library)) = (
+            number(&stack.frames, "caller_"),
+            number(&stack.frames, "so_work_"),
+        ) else {
+            continue;
+        };
+        if caller == library {
+            right += stack.count;
+        } else {
+            wrong += stack.count;
+        }
+    }
+    (right, wrong)
+}
+
+#[test]
+fn libraries_loaded_in_turn_at_one_address_are_each_named_for_themselves() {
+    let mut dir = None;
+    for i in 0..40 {
+        let name = format!("so_work_{i:02}.so");
+        let define = format!("-DINDEX={i:02}");
+        let lib = c_fixture_with_flags(
+            "so_work",
+            Build::FramePointers,
+            &name,
+            &["-shared", "-fPIC", &define],
+        );
+        dir = lib.parent().map(|d| d.to_path_buf());
+    }
+    let dir = dir.expect("a folder of libraries");
+    let program = c_fixture("dlopen_loop", Build::FramePointers);
+    let recording = record_command(
+        &["--backend", "ptrace"],
+        &[program.as_os_str(), dir.as_os_str()],
+    );
+    let (right, wrong) = library_names(&recording.folded);
+    assert!(
+        right + wrong >= 1000,
+        "only {} samples in the libraries",
+        right + wrong
+    );
+    let share = right as f64 / (right + wrong) as f64;
+    assert!(
+        share >= 0.95,
+        "{right} library samples named for the library loaded then, {wrong} for another \
+         ({:.1} % right)",
+        share * 100.0
     );
 }

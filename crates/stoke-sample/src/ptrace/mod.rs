@@ -17,6 +17,7 @@
 pub(crate) mod backend;
 pub(crate) mod capture;
 pub(crate) mod launch;
+pub(crate) mod maps;
 pub(crate) mod sampler;
 pub(crate) mod stat;
 pub(crate) mod syscalls;

@@ -15,7 +15,7 @@
 //! threads' pending stops (new threads, execs, signals to deliver) each
 //! time it wakes, so a signal-delivery stop lasts at most that long.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use stoke_model::{Pid, Tid};
@@ -128,6 +128,13 @@ impl PtraceSampler {
     fn start_round(&mut self, now: Instant) {
         self.round_start = Some(now);
         let wall = self.mode == SampleMode::Wall;
+        // Mapping changes first, so that this round's samples are named
+        // for what is mapped now.
+        let pids: BTreeSet<Pid> = self.tracer.threads.values().map(|t| t.pid).collect();
+        self.tracer.maps.retain(|pid| pids.contains(&pid));
+        for &pid in &pids {
+            self.tracer.maps.check(pid, now, &mut self.tracer.events);
+        }
         for (&tid, thread) in &mut self.tracer.threads {
             let Some(stat) = thread.stat.read() else {
                 continue;

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use stoke_model::{Pid, Tid};
 
 use super::capture::{restartable, SavedRegs};
+use super::maps::MapsWatch;
 use super::stat::{BlockedIn, StatFile};
 use crate::sys::ptrace::{self as sys, WaitStatus};
 use crate::{procfs, Event};
@@ -110,6 +111,8 @@ pub(crate) struct Tracer {
     reaped: Option<Arc<OnceLock<i32>>>,
     /// Events to hand out.
     pub(crate) events: Vec<Event>,
+    /// The mappings last reported per process, re-read to notice changes.
+    pub(crate) maps: MapsWatch,
 }
 
 impl Tracer {
@@ -122,6 +125,7 @@ impl Tracer {
             root_exited: false,
             reaped,
             events: Vec::new(),
+            maps: MapsWatch::default(),
         }
     }
 
@@ -363,11 +367,12 @@ impl Tracer {
     pub(crate) fn push_mappings(&mut self, pid: Pid) {
         let mappings = procfs::executable_mappings(pid).unwrap_or_default();
         self.events
-            .extend(mappings.into_iter().map(|mapping| Event::Mmap {
+            .extend(mappings.iter().map(|mapping| Event::Mmap {
                 pid,
                 tid: Tid(pid.0),
-                mapping,
+                mapping: mapping.clone(),
             }));
+        self.maps.reported(pid, mappings);
     }
 
     fn exited(&mut self, tid: Tid, status: i32) {
