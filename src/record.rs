@@ -98,6 +98,13 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     if live {
         eprint!("\r\x1b[K");
     }
+    let context = summary::Context {
+        stack_size: match stack {
+            StackCapture::RegsAndStack { size } => Some(size),
+            StackCapture::Callchain => None,
+        },
+        wall: args.mode == Mode::Wall,
+    };
     let written_at = Instant::now();
     let render = Render {
         title: args.title,
@@ -105,19 +112,15 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         svg: args.svg,
     };
     if recording.profile.total_samples() == 0 {
-        summary::print(&recording, &[], written_at.elapsed());
-        eprintln!(
-            "stoke: warning: no samples were recorded in {:.2} s (the target was not on a CPU \
-             when a sample was due); nothing written",
-            recording.duration.as_secs_f64()
-        );
+        summary::print(&recording, &[], written_at.elapsed(), context);
+        summary::print_empty(&recording);
         // An empty recording is no failure of the command: its status stays stoke's.
         return Ok(ExitCode::from(exit_code(&recording)));
     }
     // Every output is written even when one fails; a failure makes the
     // exit status non-zero (a failing command's own status still wins).
     let (written, failed) = output::write_all(&recording.profile, &outputs, &render);
-    summary::print(&recording, &written, written_at.elapsed());
+    summary::print(&recording, &written, written_at.elapsed(), context);
     if args.open {
         open_flame_graph(&written);
     }

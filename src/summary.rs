@@ -1,9 +1,12 @@
 //! The summary printed on stderr after recording.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use stoke_profile::top_self;
-use stoke_record::{Recording, StopReason};
+use stoke_record::{Backend, Recording, StackStats, StopReason};
+use stoke_sample::KernelTime;
+use stoke_unwind::TruncationReason;
 
 use crate::output::Output;
 
@@ -20,8 +23,28 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// Prints samples, lost, distinct stacks, truncation, top functions and outputs.
-pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
+/// What the summary needs to know of the options recorded with.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    /// `--stack-size` when user stacks are copied (`None` for `--unwind fp`).
+    pub stack_size: Option<u32>,
+    /// Whether blocked threads were sampled too (`--mode wall`), so samples
+    /// are not CPU time.
+    pub wall: bool,
+}
+
+/// The largest `--stack-size` the kernel accepts.
+const MAX_STACK_SIZE: u32 = 65528;
+/// How far samples may fall short of the target's CPU time before the
+/// summary says so.
+const COVERAGE_TOLERANCE: f64 = 0.10;
+/// The share of samples in a module without symbols that is worth a
+/// pointer to `stoke doctor`.
+const UNNAMED_MODULE_SHARE: f64 = 0.10;
+
+/// Prints samples, lost, missed, distinct stacks, coverage of the target's
+/// CPU time, truncation, hints, top functions and outputs.
+pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration, context: Context) {
     let stats = &recording.stats;
     let why = match recording.stop_reason {
         StopReason::TargetExited => "target exited",
@@ -29,8 +52,12 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
         StopReason::Requested => "stopped by signal",
     };
     let command = command_fate(recording);
+    let missed = match recording.coverage.missed {
+        0 => String::new(),
+        n => format!(", {} missed", thousands(n)),
+    };
     eprintln!(
-        "stoke: {} samples, {} lost, {} distinct stacks in {:.2} s ({why})",
+        "stoke: {} samples, {} lost{missed}, {} distinct stacks in {:.2} s ({why})",
         thousands(stats.samples),
         thousands(stats.lost),
         thousands(recording.distinct_stacks as u64),
@@ -39,28 +66,23 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
     if let Some(command) = command {
         eprintln!("stoke: {command}");
     }
-    let truncated: u64 = stats.truncated.iter().map(|(_, n)| n).sum();
-    if truncated > 0 {
-        let causes: Vec<String> = stats
-            .truncated
-            .iter()
-            .take(3)
-            .map(|(reason, n)| format!("{reason} ({})", thousands(*n)))
-            .collect();
+    if let KernelTime::NotSampled { paranoid } = recording.coverage.kernel {
         eprintln!(
-            "stoke: {:.1}% of stacks truncated: {}",
-            percent(truncated, stats.samples),
-            causes.join(", ")
+            "stoke: user time only: time in the kernel is not sampled \
+             (perf_event_paranoid={paranoid}; see `stoke doctor`)"
         );
     }
-    if stats.stack_limit_hits > 0 {
-        eprintln!(
-            "stoke: {} stack copies hit the --stack-size limit",
-            thousands(stats.stack_limit_hits)
-        );
+    if let Some(line) = coverage_line(recording, context) {
+        eprintln!("stoke: {line}");
+    }
+    if let Some(line) = truncation_line(stats, context) {
+        eprintln!("stoke: {line}");
     }
     for warning in recording.warnings.iter() {
         eprintln!("stoke: warning: {warning}");
+    }
+    for hint in doctor_hints(recording) {
+        eprintln!("stoke: {hint}; see `stoke doctor`");
     }
     let total = recording.profile.total_samples();
     let top = top_self(&recording.profile, 5);
@@ -79,6 +101,176 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration) {
             write_time.as_secs_f64()
         );
     }
+}
+
+/// The warning for a recording without samples, saying why there were none.
+pub fn print_empty(recording: &Recording) {
+    let frequency = recording.profile.meta.frequency.max(1);
+    let period = Duration::from_nanos(1_000_000_000 / u64::from(frequency));
+    let took = recording.duration.as_secs_f64();
+    let why = match (recording.coverage.cpu_time, recording.stop_reason) {
+        (Some(cpu), _) if cpu < period => format!(
+            "in {took:.2} s the target used {:.1} ms of CPU time, less than one sample \
+             period ({:.1} ms at {frequency} Hz)",
+            cpu.as_secs_f64() * 1e3,
+            period.as_secs_f64() * 1e3,
+        ),
+        (Some(cpu), _) => format!(
+            "the target used {:.2} s of CPU time in {took:.2} s, but no sample of it was \
+             taken (see above)",
+            cpu.as_secs_f64()
+        ),
+        (None, StopReason::Requested | StopReason::Duration) if recording.duration < period * 2 => {
+            format!("recording was stopped after {took:.3} s, before a sample was due")
+        }
+        (None, _) => format!("in {took:.2} s the target was not on a CPU when a sample was due"),
+    };
+    eprintln!("stoke: warning: no samples were recorded: {why}; nothing written");
+}
+
+/// Samples compared with the CPU time the target used, when they differ by
+/// more than 10 %: how many were expected and why they are missing.
+fn coverage_line(recording: &Recording, context: Context) -> Option<String> {
+    let coverage = &recording.coverage;
+    let cpu = coverage.cpu_time?;
+    let frequency = recording.profile.meta.frequency;
+    if context.wall || frequency == 0 {
+        return None;
+    }
+    let expected = cpu.as_secs_f64() * f64::from(frequency);
+    let samples = recording.stats.samples as f64;
+    // A handful of samples is within the clock's granularity.
+    if expected < 20.0 || (samples - expected).abs() <= expected * COVERAGE_TOLERANCE {
+        return None;
+    }
+    let head = format!(
+        "{} samples where {} were expected ({:.2} s of CPU time at {frequency} Hz, {:.0}%)",
+        thousands(recording.stats.samples),
+        thousands(expected.round() as u64),
+        cpu.as_secs_f64(),
+        samples * 100.0 / expected,
+    );
+    let why = if samples > expected {
+        match coverage.backend {
+            Backend::Ptrace => "ptrace counts a thread that waits for a CPU as running".to_string(),
+            _ => "the kernel sampled faster than asked".to_string(),
+        }
+    } else {
+        let mut causes = Vec::new();
+        let user_only = matches!(coverage.kernel, KernelTime::NotSampled { .. });
+        if user_only {
+            causes.push("time in the kernel is not sampled".to_string());
+        }
+        match coverage.backend {
+            Backend::Ptrace => {
+                causes.push(format!(
+                    "ptrace interrupts one thread at a time, and {} samples were missed \
+                     because a thread did not stop in time",
+                    thousands(coverage.missed)
+                ));
+                causes.push(match &recording.fallback {
+                    Some(_) => "perf events sample every thread where they are allowed \
+                                (see `stoke doctor`)"
+                        .to_string(),
+                    None => "--backend perf samples every thread".to_string(),
+                });
+            }
+            _ if user_only => {}
+            _ => {
+                let period_ms = 1e3 / f64::from(frequency);
+                causes.push(format!(
+                    "threads that run less than a sample period ({period_ms:.1} ms) \
+                     before exiting are never sampled"
+                ));
+                if recording.stats.lost > 0 {
+                    causes.push(format!(
+                        "{} records were lost",
+                        thousands(recording.stats.lost)
+                    ));
+                }
+            }
+        }
+        causes.join("; ")
+    };
+    Some(format!("{head}: {why}"))
+}
+
+/// Truncated stacks as a share of samples, by cause, with the fix for each
+/// cause that has one. Stack copies that hit `--stack-size` but still
+/// unwound completely changed nothing and are not mentioned.
+fn truncation_line(stats: &StackStats, context: Context) -> Option<String> {
+    let truncated: u64 = stats.truncated.iter().map(|(_, n)| n).sum();
+    if truncated == 0 {
+        return None;
+    }
+    let causes: Vec<String> = stats
+        .truncated
+        .iter()
+        .take(3)
+        .map(|(reason, n)| {
+            let frame_pointers = ": try --unwind fp (for code built with frame pointers)";
+            let fix = match reason {
+                TruncationReason::StackCopyExhausted => match context.stack_size {
+                    Some(size) if size < MAX_STACK_SIZE => {
+                        format!(": try --stack-size {MAX_STACK_SIZE} or --unwind fp")
+                    }
+                    _ => frame_pointers.to_string(),
+                },
+                TruncationReason::NoModule | TruncationReason::NoUnwindInfo => {
+                    frame_pointers.to_string()
+                }
+                _ => String::new(),
+            };
+            format!(
+                "{reason} in {:.1}% of samples{fix}",
+                percent(*n, stats.samples)
+            )
+        })
+        .collect();
+    Some(format!(
+        "{:.1}% of samples have truncated stacks: {}",
+        percent(truncated, stats.samples),
+        causes.join("; ")
+    ))
+}
+
+/// What `stoke doctor` would explain: perf events refused in favour of
+/// ptrace, and modules without symbols that carry many samples. (Kernel
+/// time not sampled has its own line.)
+fn doctor_hints(recording: &Recording) -> Vec<String> {
+    let mut hints = Vec::new();
+    if let Some(reason) = &recording.fallback {
+        hints.push(format!(
+            "sampled with ptrace because perf events were refused ({reason})"
+        ));
+    }
+    let profile = &recording.profile;
+    let total = profile.total_samples();
+    let mut unnamed: HashMap<&str, u64> = HashMap::new();
+    for (_, stack, count) in profile.samples() {
+        let frame = profile.frame(profile.stack_frame(stack));
+        if let Some(module) = frame.module.as_deref() {
+            let prefix_len = module.len() + 3;
+            if frame.name.len() > prefix_len
+                && frame.name.starts_with(module)
+                && frame.name[module.len()..].starts_with("+0x")
+            {
+                *unnamed.entry(module).or_default() += count;
+            }
+        }
+    }
+    let mut unnamed: Vec<(&str, u64)> = unnamed
+        .into_iter()
+        .filter(|(_, n)| total > 0 && *n as f64 >= total as f64 * UNNAMED_MODULE_SHARE)
+        .collect();
+    unnamed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    for (module, n) in unnamed {
+        hints.push(format!(
+            "{:.1}% of samples are in {module}, which has no symbols for them",
+            percent(n, total)
+        ));
+    }
+    hints
 }
 
 /// What became of a launched command that had not exited by itself when

@@ -32,7 +32,9 @@ pub use folded::{read_folded, read_folded_with, write_folded, FoldedError, Folde
 pub use input::{
     detect_format, read_profile, read_profile_from, InputFormat, ReadError, ReadLimits,
 };
-pub use model::{Frame, FrameId, FrameKind, Metadata, Module, Profile, StackId, Thread, ThreadId};
+pub use model::{
+    Frame, FrameId, FrameKind, Metadata, Module, Profile, SampledTime, StackId, Thread, ThreadId,
+};
 pub use pprof::{read_pprof, read_pprof_with, write_pprof, PprofError};
 pub use report::{function_stats, write_report, FunctionStats, ReportOptions, ReportOrder};
 pub use speedscope::{read_speedscope, write_speedscope, SpeedscopeOptions};

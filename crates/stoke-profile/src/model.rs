@@ -96,6 +96,30 @@ pub struct Metadata {
     pub lost: u64,
     /// Samples whose stacks were truncated.
     pub truncated: u64,
+    /// Which CPU time could be sampled.
+    pub sampled: SampledTime,
+}
+
+/// Which of a thread's CPU time samples were taken in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SampledTime {
+    /// User and kernel time (or unknown, e.g. for folded input).
+    #[default]
+    All,
+    /// User time only: no sample was taken while a thread ran in the kernel
+    /// (unprivileged perf events at `perf_event_paranoid` 2), so system
+    /// calls are missing and the user functions' shares are too high.
+    UserOnly,
+}
+
+impl SampledTime {
+    /// The warning shown beside the numbers, `None` when all time was sampled.
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            SampledTime::All => None,
+            SampledTime::UserOnly => Some("user time only: time in the kernel is not sampled"),
+        }
+    }
 }
 
 impl Metadata {

@@ -69,6 +69,11 @@ pub struct Recording {
     pub command_pid: Option<Pid>,
     /// Problems to tell the user once each (e.g. a refused JIT map).
     pub warnings: Warnings,
+    /// How completely the sampler covered the target's CPU time.
+    pub coverage: stoke_sample::Coverage,
+    /// Why perf events were not available, when `--backend auto` fell back
+    /// to ptrace.
+    pub fallback: Option<String>,
 }
 
 /// A recording in progress.
@@ -240,6 +245,7 @@ impl Session {
         exit_status: Option<ExitStatus>,
     ) -> Recording {
         let stats = self.aggregator.stats();
+        let coverage = self.sampler.coverage();
         let meta = Metadata {
             command: self.command,
             frequency: self.options.sampler.frequency,
@@ -247,6 +253,10 @@ impl Session {
             event: self.sampler.event(),
             lost: stats.lost,
             truncated: stats.truncated.iter().map(|(_, n)| n).sum(),
+            sampled: match coverage.kernel {
+                stoke_sample::KernelTime::Sampled => stoke_profile::SampledTime::All,
+                stoke_sample::KernelTime::NotSampled { .. } => stoke_profile::SampledTime::UserOnly,
+            },
         };
         let symbolize_started = Instant::now();
         let mut symbolizer = self.symbolizer;
@@ -273,6 +283,8 @@ impl Session {
                 }
                 warnings
             },
+            coverage,
+            fallback: self.fallback,
         }
     }
 }

@@ -115,6 +115,39 @@ pub struct PollOutcome {
     pub target_exited: bool,
 }
 
+/// How completely a sampler covered the target's CPU time, known once it
+/// has finished.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// The sampler that recorded ([`Backend::Perf`] or [`Backend::Ptrace`]).
+    pub backend: Backend,
+    /// CPU time the target (its threads and the processes it started) used
+    /// while sampled, where the sampler could measure it.
+    pub cpu_time: Option<Duration>,
+    /// Whether time in the kernel went unsampled (perf events with
+    /// `exclude_kernel`, forced on unprivileged users by
+    /// `perf_event_paranoid` 2 or more).
+    pub kernel: KernelTime,
+    /// Samples due that could not be taken (ptrace: the thread did not stop
+    /// in time); ring-buffer losses are counted apart, as lost records.
+    pub missed: u64,
+}
+
+/// Whether samples are taken while a thread runs in the kernel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KernelTime {
+    /// Kernel time is sampled (the ptrace sampler sees it as the system
+    /// call a thread is in).
+    #[default]
+    Sampled,
+    /// Only user time is sampled, because `perf_event_paranoid` (this level)
+    /// excludes the kernel for users without CAP_PERFMON.
+    NotSampled {
+        /// The `perf_event_paranoid` level read.
+        paranoid: i32,
+    },
+}
+
 /// A source of events about a target.
 pub trait Sampler {
     /// Waits up to `timeout` (forever if `None`) for events or the target's
@@ -140,6 +173,12 @@ pub trait Sampler {
 
     /// The pid sampled (the attached process or the launched command).
     fn target(&self) -> Pid;
+
+    /// How completely the target was covered; complete after
+    /// [`Sampler::finish`].
+    fn coverage(&self) -> Coverage {
+        Coverage::default()
+    }
 }
 
 impl PerfSampler {

@@ -63,6 +63,30 @@ pub(crate) fn for_each_thread_until_stable(
     Ok(())
 }
 
+/// The CPU time a process used so far, user and kernel, its live and dead
+/// threads and the children it waited for (`/proc/PID/stat` fields 14–17),
+/// if it can be read.
+pub fn process_cpu_time(pid: Pid) -> Option<std::time::Duration> {
+    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
+    cpu_ticks(&text).map(|ticks| {
+        let per_second = crate::sys::time::clock_ticks();
+        std::time::Duration::from_nanos(ticks.saturating_mul(1_000_000_000) / per_second)
+    })
+}
+
+/// utime + stime + cutime + cstime of a `/proc/PID/stat` line, in ticks.
+fn cpu_ticks(stat: &[u8]) -> Option<u64> {
+    // The name may hold spaces and parentheses: fields follow the last ')'.
+    let end = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[end + 1..]).ok()?;
+    // Field 3 (state) is the first after the name; 14–17 follow.
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    fields
+        .get(11..15)?
+        .iter()
+        .try_fold(0u64, |sum, f| Some(sum.saturating_add(f.parse().ok()?)))
+}
+
 /// A thread's name (`/proc/PID/task/TID/comm`), if it still exists.
 pub fn thread_name(pid: Pid, tid: Tid) -> Option<String> {
     let name = std::fs::read(format!("/proc/{pid}/task/{tid}/comm")).ok()?;
@@ -220,6 +244,13 @@ pub fn map_files_path(pid: Pid, mapping: &Mapping) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn cpu_ticks_sum_user_kernel_and_children() {
+        let line = b"42 (a) b) c) R 1 42 42 0 -1 4194304 10 0 0 0 7 3 2 1 20 0 1 0 5 0 0\n";
+        assert_eq!(super::cpu_ticks(line), Some(13));
+        assert_eq!(super::cpu_ticks(b"42 (short) R 1"), None);
+    }
+
     use super::*;
     use stoke_model::MappingKind;
 

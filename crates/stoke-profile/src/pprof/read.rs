@@ -186,6 +186,8 @@ impl<'a> Reader<'a> {
                 meta.lost = lost.parse().unwrap_or(0);
             } else if let Some(n) = text.strip_prefix("stoke:truncated=") {
                 meta.truncated = n.parse().unwrap_or(0);
+            } else if text.starts_with(super::write::USER_ONLY_COMMENT) {
+                meta.sampled = crate::SampledTime::UserOnly;
             } else if i == 0 {
                 meta.command = text.to_owned();
             }

@@ -11,6 +11,10 @@ use super::proto;
 use super::{JIT_MAPPING, KERNEL_MAPPING};
 use crate::{FrameId, FrameKind, Profile, StackId, Thread};
 
+/// The comment that marks a profile of user time only (read back by the
+/// reader; `pprof -comments` shows it).
+pub(crate) const USER_ONLY_COMMENT: &str = "stoke:sampled=user";
+
 /// Interning tables of the message being built.
 #[derive(Default)]
 struct Builder {
@@ -232,6 +236,9 @@ pub(crate) fn to_proto(profile: &Profile) -> proto::Profile {
     }
     comments.push(format!("stoke:lost={}", profile.meta.lost));
     comments.push(format!("stoke:truncated={}", profile.meta.truncated));
+    if let Some(note) = profile.meta.sampled.note() {
+        comments.push(format!("{USER_ONLY_COMMENT} ({note})"));
+    }
     b.out.comment = comments.iter().map(|c| b.string(c)).collect();
     // pprof takes the first mapping for the main program (`File:` in its
     // reports, the binary it symbolizes against).

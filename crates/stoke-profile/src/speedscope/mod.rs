@@ -179,12 +179,15 @@ pub fn write_speedscope(
     let mut json = String::from(
         "{\"$schema\":\"https://www.speedscope.app/file-format-schema.json\",\"exporter\":\"stoke\",\"name\":",
     );
-    let title = match &options.title {
-        Some(t) => t.as_str(),
-        None if profile.meta.command.is_empty() => "stoke",
-        None => profile.meta.command.as_str(),
+    let mut title = match &options.title {
+        Some(t) => t.clone(),
+        None if profile.meta.command.is_empty() => "stoke".to_string(),
+        None => profile.meta.command.clone(),
     };
-    push_json_string(&mut json, title);
+    if let Some(note) = profile.meta.sampled.note() {
+        title.push_str(&format!(" ({note})"));
+    }
+    push_json_string(&mut json, &title);
     json.push_str(",\"activeProfileIndex\":0,\"shared\":{\"frames\":[");
     for (i, id) in frame_order.iter().enumerate() {
         if i > 0 {

@@ -61,7 +61,8 @@ pub(crate) fn thousands(n: u64) -> String {
 
 /// The subtitle: `1,234 samples at 999 Hz over 3.02 s (cpu-clock), 0 lost`,
 /// leaving out the rate, duration and event when unknown (0 or empty), and
-/// adding `, N truncated` when stacks were truncated.
+/// adding `, N truncated` when stacks were truncated and a note when only
+/// user time was sampled.
 fn subtitle(total: u64, meta: &Metadata) -> String {
     let mut text = format!("{} samples", thousands(total));
     if meta.frequency > 0 {
@@ -76,6 +77,9 @@ fn subtitle(total: u64, meta: &Metadata) -> String {
     text.push_str(&format!(", {} lost", thousands(meta.lost)));
     if meta.truncated > 0 {
         text.push_str(&format!(", {} truncated", thousands(meta.truncated)));
+    }
+    if let Some(note) = meta.sampled.note() {
+        text.push_str(&format!("; {note}"));
     }
     text
 }

@@ -17,6 +17,7 @@ pub fn sample_profile() -> Profile {
         event: "cpu-clock".into(),
         lost: 2,
         truncated: 3,
+        ..Metadata::default()
     });
     let main_thread = p.intern_thread(Thread {
         pid: 100,

@@ -53,6 +53,9 @@ mod flag {
 /// (16–23). The kernel writes them in bit order.
 pub(crate) const X86_64_USER_REGS: u64 = 0x1ff | (0xff << 16);
 
+/// `PERF_FORMAT_TOTAL_TIME_RUNNING`.
+const FORMAT_TOTAL_TIME_RUNNING: u64 = 1 << 1;
+
 /// The largest user stack copy the kernel accepts (`u16` minus alignment).
 pub(crate) const MAX_STACK_COPY: u32 = 65528;
 
@@ -191,6 +194,9 @@ impl AttrSpec {
             wakeup_events_or_watermark: self.wakeup_watermark,
             sample_regs_user: if stack > 0 { X86_64_USER_REGS } else { 0 },
             sample_stack_user: stack,
+            // A read gives the time the target was on a CPU, to compare
+            // with the samples taken.
+            read_format: FORMAT_TOTAL_TIME_RUNNING,
             ..PerfEventAttr::default()
         }
     }

@@ -23,6 +23,19 @@ pub(crate) struct Chosen {
 }
 
 impl Chosen {
+    /// Whether kernel time is sampled.
+    pub(crate) fn kernel_time(&self) -> crate::KernelTime {
+        if self.spec.exclude_kernel {
+            crate::KernelTime::NotSampled {
+                paranoid: paranoid_level().unwrap_or(2),
+            }
+        } else {
+            crate::KernelTime::Sampled
+        }
+    }
+}
+
+impl Chosen {
     /// A one-line description, e.g.
     /// `cpu-clock at 999 Hz (no hardware PMU: cycles not supported)`.
     pub(crate) fn description(&self) -> String {

@@ -143,6 +143,8 @@ pub struct PerfSampler {
     scratch: Vec<u8>,
     batch: Vec<(u64, Event)>,
     lost: u64,
+    /// The target's CPU time, read from the events when sampling stopped.
+    cpu_time: Option<Duration>,
 }
 
 impl PerfSampler {
@@ -168,6 +170,7 @@ impl PerfSampler {
             scratch: Vec::new(),
             batch: Vec::new(),
             lost: 0,
+            cpu_time: None,
         }
     }
 
@@ -192,6 +195,19 @@ impl PerfSampler {
     /// Data bytes of each CPU's ring buffer.
     pub fn ring_bytes(&self) -> usize {
         self.rings.first().map_or(0, |r| r.ring.data_size())
+    }
+
+    /// The time the target's tasks were on a CPU while sampled: every
+    /// event's running time, summed with its inherited children's (threads
+    /// too short-lived to be sampled included). `None` if an event cannot be
+    /// read.
+    fn running_time(&self) -> Option<Duration> {
+        let mut total: u64 = 0;
+        for fd in self.rings.iter().flat_map(CpuRing::fds) {
+            let (_, running) = sys::perf::read_count_and_running(fd).ok()?;
+            total = total.saturating_add(running);
+        }
+        Some(Duration::from_nanos(total))
     }
 
     fn emit_pending(&mut self, sink: &mut dyn FnMut(Event)) {
@@ -304,6 +320,7 @@ impl Sampler for PerfSampler {
             .find(Result::is_err)
             .unwrap_or(Ok(()));
         self.drain(sink);
+        self.cpu_time = self.running_time();
         disabled
     }
 
@@ -317,6 +334,15 @@ impl Sampler for PerfSampler {
 
     fn target(&self) -> Pid {
         self.target
+    }
+
+    fn coverage(&self) -> crate::Coverage {
+        crate::Coverage {
+            backend: crate::Backend::Perf,
+            cpu_time: self.cpu_time,
+            kernel: self.chosen.kernel_time(),
+            missed: 0,
+        }
     }
 }
 

@@ -62,6 +62,10 @@ pub struct PtraceSampler {
     cpus: usize,
     /// Where the next CPU-mode round starts in the list of runnable threads.
     rotation: usize,
+    /// The target's CPU time when sampling started, and what it used by the
+    /// end (for [`Sampler::coverage`]).
+    cpu_at_start: Option<Duration>,
+    cpu_used: Option<Duration>,
 }
 
 impl PtraceSampler {
@@ -87,6 +91,8 @@ impl PtraceSampler {
             missed: 0,
             cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
             rotation: 0,
+            cpu_at_start: crate::procfs::process_cpu_time(target),
+            cpu_used: None,
         }
     }
 
@@ -350,6 +356,9 @@ impl Sampler for PtraceSampler {
 
     fn finish(&mut self, sink: &mut dyn FnMut(Event)) -> Result<(), SampleError> {
         self.finished = true;
+        self.cpu_used = crate::procfs::process_cpu_time(self.target)
+            .zip(self.cpu_at_start)
+            .map(|(end, start)| end.saturating_sub(start));
         self.handle_pending();
         self.tracer.detach_all();
         self.emit(sink);
@@ -377,5 +386,14 @@ impl Sampler for PtraceSampler {
 
     fn target(&self) -> Pid {
         self.target
+    }
+
+    fn coverage(&self) -> crate::Coverage {
+        crate::Coverage {
+            backend: crate::Backend::Ptrace,
+            cpu_time: self.cpu_used,
+            kernel: crate::KernelTime::Sampled,
+            missed: self.missed,
+        }
     }
 }

@@ -85,3 +85,24 @@ pub(crate) fn event_id(fd: &OwnedFd) -> io::Result<u64> {
         Ok(id)
     }
 }
+
+/// Reads an event opened with `PERF_FORMAT_TOTAL_TIME_RUNNING`: its count
+/// and the nanoseconds it ran (the time its task was on the CPU), summed
+/// over its inherited children, also those that exited.
+pub(crate) fn read_count_and_running(fd: &OwnedFd) -> io::Result<(u64, u64)> {
+    let mut values = [0u64; 2];
+    // SAFETY: `read` writes at most `size_of_val(&values)` bytes into the
+    // live local array; `fd` is an open perf event descriptor.
+    let ret = unsafe {
+        libc::read(
+            fd.as_raw_fd(),
+            values.as_mut_ptr().cast::<libc::c_void>(),
+            std::mem::size_of_val(&values),
+        )
+    };
+    match ret {
+        16 => Ok((values[0], values[1])),
+        r if r < 0 => Err(io::Error::last_os_error()),
+        _ => Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+    }
+}

@@ -3,6 +3,17 @@
 use std::io;
 use std::time::Duration;
 
+/// Clock ticks per second, the unit of CPU times in `/proc/PID/stat`.
+pub(crate) fn clock_ticks() -> u64 {
+    // SAFETY: sysconf has no memory-safety preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as u64
+    } else {
+        100
+    }
+}
+
 /// `CLOCK_MONOTONIC` in nanoseconds (the clock perf samples are stamped with
 /// by default, so ptrace samples sort the same way).
 pub(crate) fn monotonic_ns() -> u64 {
