@@ -108,22 +108,24 @@ pub fn print_empty(recording: &Recording) {
     let frequency = recording.profile.meta.frequency.max(1);
     let period = Duration::from_nanos(1_000_000_000 / u64::from(frequency));
     let took = recording.duration.as_secs_f64();
-    let why = match (recording.coverage.cpu_time, recording.stop_reason) {
-        (Some(cpu), _) if cpu < period => format!(
+    let stopped_early =
+        recording.stop_reason != StopReason::TargetExited && recording.duration < period * 2;
+    let why = match recording.coverage.cpu_time {
+        _ if stopped_early => {
+            format!("recording was stopped after {took:.3} s, before a sample was due")
+        }
+        Some(cpu) if cpu < period => format!(
             "in {took:.2} s the target used {:.1} ms of CPU time, less than one sample \
              period ({:.1} ms at {frequency} Hz)",
             cpu.as_secs_f64() * 1e3,
             period.as_secs_f64() * 1e3,
         ),
-        (Some(cpu), _) => format!(
+        Some(cpu) => format!(
             "the target used {:.2} s of CPU time in {took:.2} s, but no sample of it was \
              taken (see above)",
             cpu.as_secs_f64()
         ),
-        (None, StopReason::Requested | StopReason::Duration) if recording.duration < period * 2 => {
-            format!("recording was stopped after {took:.3} s, before a sample was due")
-        }
-        (None, _) => format!("in {took:.2} s the target was not on a CPU when a sample was due"),
+        None => format!("in {took:.2} s the target was not on a CPU when a sample was due"),
     };
     eprintln!("stoke: warning: no samples were recorded: {why}; nothing written");
 }

@@ -229,6 +229,13 @@ pub(crate) fn open_error(
     }
 }
 
+/// Whether `target` belongs to a user other than stoke's (and stoke is not
+/// root): then perf events and ptrace are both refused for that reason.
+pub(crate) fn owned_by_another_user(target: Pid) -> bool {
+    let euid = sys::process::geteuid();
+    euid != 0 && process_owner(target).is_some_and(|uid| uid != euid)
+}
+
 /// Explains a refused `perf_event_open` and how to get permission.
 pub(crate) fn permission_message(target: Pid) -> String {
     let euid = sys::process::geteuid();

@@ -79,9 +79,13 @@ pub fn attach(
     pid: Pid,
     options: &SamplerOptions,
 ) -> Result<Started, SampleError> {
+    // Another user's process is refused by ptrace for the same reason as by
+    // perf events, which says so; ptrace's own error would blame Yama.
+    let keep_perf_error = crate::perf::open::owned_by_another_user(pid);
     start(
         backend,
         options,
+        keep_perf_error,
         || Ok((Box::new(PerfSampler::attach(pid, options)?), None)),
         || Ok((Box::new(PtraceSampler::attach(pid, options)?), None)),
     )
@@ -96,6 +100,7 @@ pub fn launch(
     start(
         backend,
         options,
+        false,
         || {
             let (sampler, child) = PerfSampler::launch(command, options)?;
             Ok((Box::new(sampler), Some(child)))
@@ -112,6 +117,7 @@ type Opened = (Box<dyn Sampler>, Option<Child>);
 fn start(
     backend: Backend,
     options: &SamplerOptions,
+    keep_perf_error: bool,
     perf: impl FnOnce() -> Result<Opened, SampleError>,
     ptrace: impl FnOnce() -> Result<Opened, SampleError>,
 ) -> Result<Started, SampleError> {
@@ -128,7 +134,11 @@ fn start(
         Backend::Auto if wall => Ok(started(ptrace()?, None)),
         Backend::Auto => match perf() {
             Ok(opened) => Ok(started(opened, None)),
-            Err(err) if forbids_perf(&err) => Ok(started(ptrace()?, Some(reason(&err)))),
+            Err(err) if forbids_perf(&err) => match ptrace() {
+                Ok(opened) => Ok(started(opened, Some(reason(&err)))),
+                Err(_) if keep_perf_error => Err(err),
+                Err(ptrace_err) => Err(ptrace_err),
+            },
             Err(err) => Err(err),
         },
     }

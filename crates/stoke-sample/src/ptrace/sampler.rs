@@ -106,6 +106,20 @@ impl PtraceSampler {
         self.missed
     }
 
+    /// Updates the CPU time the target used since sampling started, while
+    /// its `/proc` entry can be read.
+    fn note_cpu_time(&mut self) {
+        if self.finished && self.cpu_used.is_some() {
+            return;
+        }
+        if let Some(used) = crate::procfs::process_cpu_time(self.target)
+            .zip(self.cpu_at_start)
+            .map(|(end, start)| end.saturating_sub(start))
+        {
+            self.cpu_used = Some(used);
+        }
+    }
+
     fn period(&self) -> Duration {
         Duration::from_nanos(self.capture.period)
     }
@@ -317,6 +331,8 @@ impl Sampler for PtraceSampler {
         sink: &mut dyn FnMut(Event),
     ) -> Result<PollOutcome, SampleError> {
         let deadline = Instant::now() + timeout.unwrap_or(DEFAULT_POLL);
+        // Read on every poll: a launched command is gone once reaped.
+        self.note_cpu_time();
         loop {
             self.handle_pending();
             self.emit(sink);
@@ -356,9 +372,7 @@ impl Sampler for PtraceSampler {
 
     fn finish(&mut self, sink: &mut dyn FnMut(Event)) -> Result<(), SampleError> {
         self.finished = true;
-        self.cpu_used = crate::procfs::process_cpu_time(self.target)
-            .zip(self.cpu_at_start)
-            .map(|(end, start)| end.saturating_sub(start));
+        self.note_cpu_time();
         self.handle_pending();
         self.tracer.detach_all();
         self.emit(sink);
