@@ -73,6 +73,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     }
     signals::install()?;
     let session = Session::start(&target, options)?;
+    if matches!(target, Target::Command(_)) {
+        signals::forward_sigint_to(session.pid().0);
+    }
     if let Some(reason) = session.fallback() {
         eprintln!("stoke: perf events not available ({reason}); sampling with ptrace");
     }

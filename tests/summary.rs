@@ -112,3 +112,29 @@ fn a_module_without_symbols_points_at_doctor() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_sigint_sent_to_stoke_alone_reaches_the_command_as_sigint() {
+    // `kill -INT <stoke>` from a script: no terminal delivered it to the
+    // command, so stoke passes it on (the command does not get SIGTERM).
+    let dir = tempfile::tempdir().unwrap();
+    let mut stoke = common::RunningStoke::spawn(stoke_record(dir.path()).args([
+        "-o",
+        "out.folded",
+        "--",
+        "sleep",
+        "30",
+    ]));
+    stoke.wait_for_stderr_line("stoke: recording pid");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    stoke.signal(nix::sys::signal::Signal::SIGINT);
+    let outcome = stoke.finish();
+    outcome.assert_no_panic();
+    assert!(
+        outcome
+            .stderr
+            .lines()
+            .any(|l| l.starts_with("stoke: on the stop signal") && l.contains("ended by SIGINT")),
+        "{outcome}"
+    );
+}
