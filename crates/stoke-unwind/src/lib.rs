@@ -14,6 +14,10 @@
 //! - For each executable mapping, a [`ModuleRef`]: the module's parsed info
 //!   and its bias, `avma - svma`. From a `stoke_model::Mapping`:
 //!   `bias = mapping.start.0.wrapping_sub(info.file_offset_to_svma(mapping.file_offset)?)`.
+//! - For executable memory that is no module (JIT code: V8, HotSpot,
+//!   LuaJIT, CPython's `-X perf` trampolines), [`Code::Jit`] through
+//!   [`Unwinder::unwind_code`]: in [`UnwindMode::Auto`] such frames are
+//!   walked by frame pointers until a return address is back in a module.
 //! - The sampled registers: `Rip` and `Rsp`, `Rbp` (frame pointers and CFA
 //!   rules based on it), and `Rbx`, `R12`–`R15` where it has them.
 //!
@@ -53,10 +57,23 @@ pub struct ModuleRef<'a> {
     pub bias: u64,
 }
 
+/// What lies at a code address, as the caller knows from the mappings.
+#[derive(Clone, Copy)]
+pub enum Code<'a> {
+    /// A module with (possibly empty) unwind tables.
+    Module(ModuleRef<'a>),
+    /// Executable memory that is no module: code generated at run time,
+    /// without CFI. JIT compilers that keep frame pointers (V8, HotSpot with
+    /// `-XX:+PreserveFramePointer`, CPython's perf trampolines) can be
+    /// walked through them.
+    Jit,
+}
+
 /// How unwinding should proceed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum UnwindMode {
-    /// CFI where the module has it, frame pointers otherwise.
+    /// CFI where the module has it, frame pointers otherwise (code without
+    /// CFI, and JIT code) until the walk is back in code with CFI.
     #[default]
     Auto,
     /// CFI only; a frame without CFI truncates the stack.

@@ -4,7 +4,7 @@
 use stoke_model::{DwarfReg, FrameAddress, Registers};
 
 use crate::dwarf::{self, Scratch, Step};
-use crate::{framepointer, ModuleRef, StackEnd, TruncationReason, UnwindMode};
+use crate::{framepointer, Code, ModuleRef, StackEnd, TruncationReason, UnwindMode};
 
 /// How many signal frames one stack may pass through. Across a signal frame
 /// the stack pointer may move down (a handler on an alternate stack), so the
@@ -51,6 +51,31 @@ impl Unwinder {
         max_frames: usize,
         out: &mut Vec<FrameAddress>,
     ) -> StackEnd {
+        self.unwind_code(
+            regs,
+            mode,
+            &mut |addr| find_module(addr).map(Code::Module),
+            read_stack,
+            max_frames,
+            out,
+        )
+    }
+
+    /// Like [`Unwinder::unwind`], with `find_code` also naming executable
+    /// memory that is no module ([`Code::Jit`]). In [`UnwindMode::Auto`] and
+    /// [`UnwindMode::FramePointer`] a JIT frame is left through its frame
+    /// pointer, and the walk goes on by CFI once a return address is back in
+    /// a module that has it; in [`UnwindMode::Dwarf`] a JIT frame ends the
+    /// stack as an address outside any module.
+    pub fn unwind_code<'m>(
+        &mut self,
+        regs: &Registers,
+        mode: UnwindMode,
+        find_code: &mut dyn FnMut(u64) -> Option<Code<'m>>,
+        read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>,
+        max_frames: usize,
+        out: &mut Vec<FrameAddress>,
+    ) -> StackEnd {
         let truncated = StackEnd::Truncated;
         if max_frames == 0 {
             return truncated(TruncationReason::TooDeep);
@@ -62,32 +87,17 @@ impl Unwinder {
         let mut signal_frames = 0;
         loop {
             let lookup = frame.lookup_address();
-            let Some(module) = find_module(lookup) else {
-                return truncated(TruncationReason::NoModule);
-            };
-            let svma = lookup.wrapping_sub(module.bias);
-            let step = match mode {
-                UnwindMode::FramePointer => framepointer::step(&regs, read_stack, true),
-                UnwindMode::Dwarf | UnwindMode::Auto => {
-                    match self.scratch.cache.get(module.info.id(), svma) {
-                        Some(row) => row.step(&regs, read_stack),
-                        None => match module.info.find_fde(svma) {
-                            Some(fde) => dwarf::step(
-                                &mut self.scratch,
-                                module.info,
-                                &fde,
-                                svma,
-                                &regs,
-                                read_stack,
-                            ),
-                            // A process's entry stub without CFI is its root.
-                            None if module.info.is_entry_stub(svma) => Ok(Step::Root),
-                            None if mode == UnwindMode::Auto => {
-                                framepointer::step(&regs, read_stack, false)
-                            }
-                            None => Err(TruncationReason::NoUnwindInfo),
-                        },
-                    }
+            let step = match find_code(lookup) {
+                None => return truncated(TruncationReason::NoModule),
+                // JIT code has no CFI; a runtime that keeps frame pointers
+                // can be walked through them (a 0 there means none, not the root).
+                Some(Code::Jit) => match mode {
+                    UnwindMode::Dwarf => return truncated(TruncationReason::NoModule),
+                    UnwindMode::FramePointer => framepointer::step(&regs, read_stack, true),
+                    UnwindMode::Auto => framepointer::step(&regs, read_stack, false),
+                },
+                Some(Code::Module(module)) => {
+                    self.module_step(module, lookup, mode, &regs, read_stack)
                 }
             };
             let (caller, signal) = match step {
@@ -121,6 +131,43 @@ impl Unwinder {
             out.push(frame);
             pushed += 1;
             regs = caller;
+        }
+    }
+
+    /// One step out of a frame in a module: its CFI (a cached row, else its
+    /// FDE), or in [`UnwindMode::Auto`] frame pointers where it has none.
+    fn module_step(
+        &mut self,
+        module: ModuleRef<'_>,
+        lookup: u64,
+        mode: UnwindMode,
+        regs: &Registers,
+        read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>,
+    ) -> Result<Step, TruncationReason> {
+        let svma = lookup.wrapping_sub(module.bias);
+        match mode {
+            UnwindMode::FramePointer => framepointer::step(regs, read_stack, true),
+            UnwindMode::Dwarf | UnwindMode::Auto => {
+                match self.scratch.cache.get(module.info.id(), svma) {
+                    Some(row) => row.step(regs, read_stack),
+                    None => match module.info.find_fde(svma) {
+                        Some(fde) => dwarf::step(
+                            &mut self.scratch,
+                            module.info,
+                            &fde,
+                            svma,
+                            regs,
+                            read_stack,
+                        ),
+                        // A process's entry stub without CFI is its root.
+                        None if module.info.is_entry_stub(svma) => Ok(Step::Root),
+                        None if mode == UnwindMode::Auto => {
+                            framepointer::step(regs, read_stack, false)
+                        }
+                        None => Err(TruncationReason::NoUnwindInfo),
+                    },
+                }
+            }
         }
     }
 }

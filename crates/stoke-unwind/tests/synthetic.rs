@@ -10,7 +10,9 @@ use gimli::write::{
 };
 use gimli::{constants, Encoding, Format, LittleEndian, Register, X86_64};
 use stoke_model::{DwarfReg, FrameAddress, Registers};
-use stoke_unwind::{ModuleRef, ModuleUnwindInfo, StackEnd, TruncationReason, UnwindMode, Unwinder};
+use stoke_unwind::{
+    Code, ModuleRef, ModuleUnwindInfo, StackEnd, TruncationReason, UnwindMode, Unwinder,
+};
 
 /// Where the synthetic module is loaded: avma = svma + BIAS.
 const BIAS: u64 = 0x5555_0000_0000;
@@ -314,4 +316,101 @@ fn a_register_saved_below_the_stack_pointer_was_popped_and_does_not_stop_the_wal
         assert_eq!(end, StackEnd::Complete);
         assert_eq!(frames, [Ip(BIAS + EPILOGUE + 0x11), Ra(BIAS + ROOT + 0x20)]);
     }
+}
+
+/// Where the synthetic JIT code lies: anonymous executable memory, no module.
+const JIT: u64 = 0x7f00_1234_0000;
+
+fn run_with_jit(
+    info: &ModuleUnwindInfo,
+    regs: Registers,
+    mode: UnwindMode,
+    stack: &StackCopy,
+) -> (Vec<FrameAddress>, StackEnd) {
+    let mut out = Vec::new();
+    let end = Unwinder::new().unwind_code(
+        &regs,
+        mode,
+        &mut |addr| {
+            if (BIAS..BIAS + 0x10000).contains(&addr) {
+                Some(Code::Module(ModuleRef { info, bias: BIAS }))
+            } else {
+                (JIT..JIT + 0x1000).contains(&addr).then_some(Code::Jit)
+            }
+        },
+        &mut |addr| stack.read(addr),
+        64,
+        &mut out,
+    );
+    (out, end)
+}
+
+/// leaf (CFI, rbx pushed) -> two JIT frames (frame records) -> mid (CFI,
+/// rbp frame) -> root: native code called from JIT code called from native code.
+fn through_jit() -> (Registers, StackCopy) {
+    let mut words = vec![0u64; 16];
+    words[0] = 0xb0b; // leaf's saved rbx
+    words[1] = JIT + 0x40; // leaf returns into the first JIT frame
+    words[4] = SP + 64; // first JIT frame record (at SP+32): caller rbp
+    words[5] = JIT + 0x140; // returns into the second JIT frame
+    words[8] = SP + 96; // second JIT frame record (at SP+64): mid's rbp
+    words[9] = BIAS + MID + 0x50; // returns into mid
+    words[12] = 0xdead_0000; // mid's saved rbp
+    words[13] = BIAS + ROOT + 0x20; // mid returns into root
+    let regs = Registers::new(BIAS + LEAF + 0x10, SP, SP + 32);
+    (regs, StackCopy::from_words(SP, &words))
+}
+
+#[test]
+fn jit_frames_are_walked_by_frame_pointers_back_into_cfi() {
+    let info = module();
+    let (regs, stack) = through_jit();
+    let whole = [
+        Ip(BIAS + LEAF + 0x10),
+        Ra(JIT + 0x40),
+        Ra(JIT + 0x140),
+        Ra(BIAS + MID + 0x50),
+        Ra(BIAS + ROOT + 0x20),
+    ];
+    let (frames, end) = run_with_jit(&info, regs, UnwindMode::Auto, &stack);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(frames, whole);
+
+    // CFI only: the first JIT frame ends the walk, as it does when the
+    // caller does not say the memory is JIT code.
+    let (frames, end) = run_with_jit(&info, regs, UnwindMode::Dwarf, &stack);
+    assert_eq!(frames, whole[..2]);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::NoModule));
+    let (frames, end) = run(&info, regs, UnwindMode::Auto, &stack, 64);
+    assert_eq!(frames, whole[..2]);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::NoModule));
+}
+
+#[test]
+fn a_sample_in_jit_code_starts_the_walk_there() {
+    let info = module();
+    let (_, stack) = through_jit();
+    // Sampled in the first JIT frame: rsp below its frame record.
+    let regs = Registers::new(JIT + 0x30, SP + 16, SP + 32);
+    let (frames, end) = run_with_jit(&info, regs, UnwindMode::Auto, &stack);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(
+        frames,
+        [
+            Ip(JIT + 0x30),
+            Ra(JIT + 0x140),
+            Ra(BIAS + MID + 0x50),
+            Ra(BIAS + ROOT + 0x20)
+        ]
+    );
+
+    // JIT code without a frame pointer (rbp 0) is not taken for the root.
+    let regs = Registers::new(JIT + 0x30, SP + 16, 0);
+    let (frames, end) = run_with_jit(&info, regs, UnwindMode::Auto, &stack);
+    assert_eq!(frames, [Ip(JIT + 0x30)]);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::NoUnwindInfo));
+    // A garbage frame pointer below the stack pointer ends it as corrupt.
+    let regs = Registers::new(JIT + 0x30, SP + 16, SP);
+    let (_, end) = run_with_jit(&info, regs, UnwindMode::Auto, &stack);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::Corrupt));
 }
