@@ -68,7 +68,7 @@ pub enum Format {
 /// Ways to walk user stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Unwind {
-    /// DWARF CFI where a module has it, frame pointers otherwise.
+    /// DWARF CFI where a module has it, frame pointers otherwise (JIT code too).
     Auto,
     /// DWARF CFI only.
     Dwarf,
@@ -170,7 +170,11 @@ pub struct RecordArgs {
     /// How to walk user stacks: `dwarf` unwinds copies of the stack with the
     /// binaries' call frame information (whole stacks without frame
     /// pointers), `fp` takes the kernel's frame-pointer walk, `auto` is
-    /// DWARF with frame pointers where a module has no CFI.
+    /// DWARF with frame pointers where a module has no CFI and through JIT
+    /// code (executable memory outside any module). JIT runtimes must keep
+    /// frame pointers and write a perf map for names: node
+    /// `--perf-basic-prof`, python3.12+ `-X perf`, java
+    /// `-XX:+PreserveFramePointer` with a perf-map agent.
     #[arg(long, value_enum, default_value_t = Unwind::Auto)]
     pub unwind: Unwind,
 

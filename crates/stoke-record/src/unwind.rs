@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::io::{Read, Seek, SeekFrom};
 use stoke_model::{FrameAddress, Mapping, MappingKind, ModuleKey, Pid, Registers};
 use stoke_sample::{procfs, StackBytes};
-use stoke_unwind::{ModuleRef, ModuleUnwindInfo, StackEnd, UnwindMode, Unwinder};
+use stoke_unwind::{Code, ModuleRef, ModuleUnwindInfo, StackEnd, UnwindMode, Unwinder};
 
 use crate::mmap::map_file;
 use crate::processes::Process;
@@ -26,6 +26,8 @@ struct Entry {
 struct ProcessTable {
     generation: u64,
     entries: Vec<Entry>,
+    /// Executable memory without unwind tables (JIT code), sorted.
+    jit: Vec<(u64, u64)>,
 }
 
 /// Unwinds user stacks from registers and stack copies.
@@ -66,7 +68,7 @@ impl DwarfUnwinder {
             return StackEnd::Truncated(stoke_unwind::TruncationReason::NoModule);
         };
         let entries = &table.entries;
-        let mut find_module = |addr: u64| {
+        let find_module = |addr: u64| {
             let i = entries.partition_point(|e| e.start <= addr);
             let e = entries.get(i.checked_sub(1)?)?;
             (addr < e.end).then_some(ModuleRef {
@@ -74,11 +76,15 @@ impl DwarfUnwinder {
                 bias: e.bias,
             })
         };
+        let mut find_code = |addr: u64| match find_module(addr) {
+            Some(module) => Some(Code::Module(module)),
+            None => in_ranges(&table.jit, addr).then_some(Code::Jit),
+        };
         let mut read_stack = |addr: u64| stack.read_u64(addr).ok_or(());
-        self.unwinder.unwind(
+        self.unwinder.unwind_code(
             regs,
             self.mode,
-            &mut find_module,
+            &mut find_code,
             &mut read_stack,
             MAX_FRAMES,
             out,
@@ -114,6 +120,7 @@ impl DwarfUnwinder {
         }
         let table = ProcessTable {
             generation: process.generation,
+            jit: jit_ranges(&process.mappings, &entries),
             entries,
         };
         self.tables.insert(pid, table);
@@ -128,6 +135,30 @@ impl DwarfUnwinder {
         self.modules.insert(key, loaded.clone());
         loaded
     }
+}
+
+/// The executable mappings that are no module with unwind tables: anonymous
+/// JIT code (V8, HotSpot, LuaJIT, CPython's `-X perf` trampolines), or code in
+/// a file that is no ELF (a memfd a JIT maps twice). Sorted, as mappings are.
+fn jit_ranges(mappings: &[Mapping], modules: &[Entry]) -> Vec<(u64, u64)> {
+    mappings
+        .iter()
+        .filter(|m| {
+            m.executable
+                && modules
+                    .binary_search_by_key(&m.start.0, |e| e.start)
+                    .is_err()
+        })
+        .map(|m| (m.start.0, m.end.0))
+        .collect()
+}
+
+/// Whether `addr` lies in one of the sorted, disjoint `ranges`.
+fn in_ranges(ranges: &[(u64, u64)], addr: u64) -> bool {
+    let i = ranges.partition_point(|&(start, _)| start <= addr);
+    i.checked_sub(1)
+        .and_then(|i| ranges.get(i))
+        .is_some_and(|&(_, end)| addr < end)
 }
 
 /// Reads a module's unwind tables: its file (through the target's root), or

@@ -1,0 +1,133 @@
+//! JIT code in the middle of a stack: native code called from code a runtime
+//! generated into anonymous memory (no module, no CFI). `--unwind auto`
+//! walks those frames by their frame pointers and goes back to CFI after.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{c_fixture, find_in_path, record_command, Build, Recording};
+
+fn skip(test: &str, why: &str) {
+    eprintln!("{test}: skipped: {why}");
+}
+
+/// Removes the perf maps a recording's target left in /tmp.
+struct LeftMaps(Vec<PathBuf>);
+
+impl LeftMaps {
+    /// The `map PATH` lines a fixture printed.
+    fn from_stdout(stdout: &str) -> LeftMaps {
+        LeftMaps(
+            stdout
+                .lines()
+                .filter_map(|l| l.strip_prefix("map "))
+                .map(PathBuf::from)
+                .collect(),
+        )
+    }
+
+    /// `/tmp/perf-PID.map` of each pid stoke said it records.
+    fn from_stderr(stderr: &str) -> LeftMaps {
+        LeftMaps(
+            stderr
+                .lines()
+                .filter_map(|l| l.strip_prefix("stoke: recording pid "))
+                .filter_map(|rest| rest.split_whitespace().next())
+                .filter_map(|pid| pid.parse::<u32>().ok())
+                .map(|pid| PathBuf::from(format!("/tmp/perf-{pid}.map")))
+                .collect(),
+        )
+    }
+}
+
+impl Drop for LeftMaps {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+const JIT_FRAME: &str = "stoke_jit_trampoline_[j]";
+
+#[test]
+fn native_code_called_from_jit_code_unwinds_to_main() {
+    // Without frame pointers in the native code: its frames need CFI, the
+    // JIT frame needs its frame pointer.
+    let fixture = c_fixture("jit_call", Build::NoFramePointers);
+    let recording = record_command(&[], &[fixture.as_os_str(), "1".as_ref()]);
+    let _left = LeftMaps::from_stdout(&recording.outcome.stdout);
+    let folded = recording.folded.of_process("jit_call");
+    let through = folded.count(|s| {
+        let at = |name: &str| s.frames.iter().position(|f| f == name);
+        match (at("main"), at(JIT_FRAME), at("hot_callback")) {
+            (Some(main), Some(jit), Some(hot)) => main < jit && jit < hot,
+            _ => false,
+        }
+    });
+    assert!(
+        through * 10 >= folded.total() * 9,
+        "main -> {JIT_FRAME} -> hot_callback in {through} of {} samples\n{}",
+        folded.total(),
+        recording.outcome
+    );
+    assert!(
+        !recording.outcome.stderr.contains("truncated"),
+        "{}",
+        recording.outcome
+    );
+}
+
+/// The share of samples whose stack ended truncated.
+fn truncated_share(recording: &Recording) -> f64 {
+    recording
+        .folded
+        .share(|s| s.frames.iter().any(|f| f.starts_with("[truncated")))
+}
+
+#[test]
+fn node_with_perf_basic_prof_gives_whole_stacks() {
+    let Some(node) = find_in_path("node") else {
+        return skip("node stacks", "node is not installed");
+    };
+    let script = "function inner(i) { return (i * i) % 7; }\n\
+        function hotLoop(n) { let s = 0; for (let i = 0; i < n; i++) s += inner(i); return s; }\n\
+        const end = Date.now() + 1500; let t = 0;\n\
+        while (Date.now() < end) t += hotLoop(100000);\n\
+        if (t < 0) console.log(t);\n";
+    let recording = record_command(
+        &[],
+        &[
+            node.as_os_str(),
+            "--perf-basic-prof".as_ref(),
+            "-e".as_ref(),
+            script.as_ref(),
+        ],
+    );
+    let _left = LeftMaps::from_stderr(&recording.outcome.stderr);
+    // Before JIT frames were walked, 80-90 % of node's stacks ended at the
+    // first JavaScript frame ("address outside any module").
+    let truncated = truncated_share(&recording);
+    assert!(
+        truncated < 0.2,
+        "{:.1} % of node's stacks truncated\n{}",
+        truncated * 100.0,
+        recording.outcome
+    );
+    // The hot JavaScript function is named, with native frames under it.
+    let js = recording.folded.share(|s| {
+        let hot = s.frames.iter().position(|f| f.contains("hotLoop"));
+        let start = s
+            .frames
+            .iter()
+            .position(|f| f == "node::Start(int, char**)");
+        matches!((start, hot), (Some(start), Some(hot)) if start < hot)
+    });
+    assert!(
+        js > 0.3,
+        "hotLoop under node::Start in {:.1} % of samples\n{}",
+        js * 100.0,
+        recording.outcome
+    );
+}
