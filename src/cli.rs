@@ -65,6 +65,31 @@ pub enum Format {
     Speedscope,
 }
 
+/// How the SVG flame graph's frames are coloured.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum Palette {
+    /// A hue per frame kind: user red, inlined aqua, kernel orange, JIT
+    /// green, off-CPU blue, roots and markers grey; the shade by name.
+    #[default]
+    Kind,
+    /// The classic flame-graph colours (flamegraph.pl, inferno): every frame
+    /// red to yellow by name.
+    Hot,
+    /// Greys for print, a band per frame kind.
+    #[value(alias = "grey", alias = "gray")]
+    Mono,
+}
+
+impl From<Palette> for stoke_profile::SvgPalette {
+    fn from(palette: Palette) -> Self {
+        match palette {
+            Palette::Kind => stoke_profile::SvgPalette::Kind,
+            Palette::Hot => stoke_profile::SvgPalette::Hot,
+            Palette::Mono => stoke_profile::SvgPalette::Mono,
+        }
+    }
+}
+
 /// Ways to walk user stacks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Unwind {
@@ -166,6 +191,11 @@ pub struct RecordArgs {
 
     #[command(flatten)]
     pub svg: crate::svg_args::SvgArgs,
+
+    /// Colours of the SVG flame graph: `kind` (by frame kind), `hot` (the
+    /// classic warm flame-graph colours) or `mono` (greys, for print).
+    #[arg(long, value_enum, default_value_t = Palette::Kind)]
+    pub palette: Palette,
 
     /// How to walk user stacks: `dwarf` unwinds copies of the stack with the
     /// binaries' call frame information (whole stacks without frame

@@ -50,6 +50,11 @@ pub struct ConvertArgs {
 
     #[command(flatten)]
     pub svg: SvgArgs,
+
+    /// Colours of the SVG flame graph: `kind` (by frame kind), `hot` (the
+    /// classic warm flame-graph colours) or `mono` (greys, for print).
+    #[arg(long, value_enum, default_value_t = crate::cli::Palette::Kind)]
+    pub palette: crate::cli::Palette,
 }
 
 pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
@@ -61,7 +66,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let render = Render {
         title: args.title,
         per_thread: args.per_thread,
-        svg: args.svg,
+        svg: args.svg.with_palette(args.palette.into()),
     };
     let (_, failed) = output::write_all(&profile, &outputs, &render);
     Ok(if failed > 0 {

@@ -112,7 +112,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let render = Render {
         title: args.title,
         per_thread: args.per_thread,
-        svg: args.svg,
+        svg: args.svg.with_palette(args.palette.into()),
     };
     if recording.profile.total_samples() == 0 {
         summary::print(&recording, &[], written_at.elapsed(), context);

@@ -1,7 +1,7 @@
 //! Flame graph drawing options shared by `record`, `convert` and `diff`.
 
 use clap::Args;
-use stoke_profile::SvgOptions;
+use stoke_profile::{SvgOptions, SvgPalette};
 
 /// How SVG flame graphs are drawn.
 #[derive(Clone, Debug, Default, Args)]
@@ -22,9 +22,19 @@ pub struct SvgArgs {
     /// Icicle graph: roots at the top, stacks growing down.
     #[arg(long)]
     pub icicle: bool,
+
+    /// The colours (`--palette` of record and convert; a differential
+    /// graph is coloured by the change).
+    #[arg(skip)]
+    pub palette: SvgPalette,
 }
 
 impl SvgArgs {
+    /// These options with frames coloured by `palette`.
+    pub fn with_palette(self, palette: SvgPalette) -> SvgArgs {
+        SvgArgs { palette, ..self }
+    }
+
     /// The writer's options, with this title and per-thread setting.
     pub fn options(&self, title: Option<String>, per_thread: bool) -> SvgOptions {
         SvgOptions {
@@ -34,6 +44,7 @@ impl SvgArgs {
             min_width: Some(self.min_width),
             reverse: self.reverse,
             inverted: self.icicle,
+            palette: self.palette,
         }
     }
 }

@@ -39,4 +39,4 @@ pub use pprof::{read_pprof, read_pprof_with, write_pprof, PprofError};
 pub use report::{function_stats, write_report, FunctionStats, ReportOptions, ReportOrder};
 pub use speedscope::{read_speedscope, write_speedscope, SpeedscopeOptions};
 pub use summary::{top_self, FunctionCount};
-pub use svg::{write_svg, SvgError, SvgOptions};
+pub use svg::{write_svg, SvgError, SvgOptions, SvgPalette};

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 
-use super::palette::{css, Hue};
+use super::palette::{css, Hue, SvgPalette};
 use super::SvgOptions;
 use crate::folded::{annotated_stacks, frame_text, thread_prefix};
 use crate::{FrameKind, Profile};
@@ -84,7 +84,12 @@ fn split_line(line: &str) -> (&str, &str) {
 
 /// Appends the legend (a swatch and the name of each kind drawn) to the
 /// subtitle line.
-pub(super) fn add_legend(svg: String, hues: &BTreeMap<String, Hue>, lines: &[String]) -> String {
+pub(super) fn add_legend(
+    svg: String,
+    hues: &BTreeMap<String, Hue>,
+    lines: &[String],
+    palette: SvgPalette,
+) -> String {
     let mut present = BTreeSet::new();
     for line in lines {
         for text in split_line(line).0.split(';') {
@@ -98,12 +103,12 @@ pub(super) fn add_legend(svg: String, hues: &BTreeMap<String, Hue>, lines: &[Str
         return svg;
     };
     let mut legend = String::from("<tspan id=\"legend\">   ");
-    for hue in Hue::ALL.into_iter().filter(|h| present.contains(h)) {
+    let entries = palette.legend(Hue::ALL.into_iter().filter(|h| present.contains(h)));
+    for (swatch, label) in entries {
         let _ = write!(
             legend,
-            "<tspan fill=\"{}\">\u{25a0}</tspan> {}  ",
-            css(hue.swatch()),
-            hue.label()
+            "<tspan fill=\"{}\">\u{25a0}</tspan> {label}  ",
+            css(swatch)
         );
     }
     legend.push_str("</tspan>");
@@ -124,6 +129,8 @@ pub(super) struct Data<'a> {
     pub(super) frame_height: usize,
     /// Whether the graph is an icicle.
     pub(super) inverted: bool,
+    /// How frames are coloured.
+    pub(super) palette: SvgPalette,
 }
 
 /// The JSON the script reads: frame names (as shown) with their colours,
@@ -150,7 +157,7 @@ fn json(data: &Data<'_>) -> String {
                 let hue = data.hues.get(text).copied().unwrap_or(Hue::User);
                 names.push('[');
                 crate::speedscope::push_json_string(&mut names, shown(text));
-                let _ = write!(names, ",\"{}\"]", css(hue.color(text)));
+                let _ = write!(names, ",\"{}\"]", css(hue.color(data.palette, text)));
                 next
             });
             let _ = write!(stacks, ",{id}");

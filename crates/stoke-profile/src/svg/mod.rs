@@ -11,6 +11,8 @@ use crate::{Metadata, Profile};
 mod interactive;
 mod palette;
 
+pub use palette::SvgPalette;
+
 /// Options of the SVG writer.
 #[derive(Clone, Debug, Default)]
 pub struct SvgOptions {
@@ -28,6 +30,8 @@ pub struct SvgOptions {
     pub reverse: bool,
     /// Draw an icicle graph: roots at the top, stacks growing down.
     pub inverted: bool,
+    /// How frames are coloured (by kind unless told otherwise).
+    pub palette: SvgPalette,
 }
 
 /// The SVG could not be written.
@@ -93,7 +97,9 @@ fn subtitle(total: u64, meta: &Metadata) -> String {
 /// hue per kind (user code red, inlined code aqua, kernel orange, JIT green,
 /// off-CPU blue, process and thread roots and stoke's markers grey), the
 /// shade from a hash of the name: the same profile gives the same bytes. A
-/// legend of the kinds present follows the subtitle.
+/// legend of the kinds present follows the subtitle. [`SvgOptions::palette`]
+/// chooses other colours: the classic warm flame-graph colours for every
+/// frame, or greys by kind for print.
 ///
 /// Frames narrower than [`SvgOptions::min_width`] are not drawn at first,
 /// but every stack is embedded (as JSON) for stoke's script: search
@@ -135,7 +141,7 @@ pub fn write_svg(
     let hues = interactive::hues(profile, options.per_thread);
     let mut palette = PaletteMap::default();
     for (text, hue) in &hues {
-        palette.insert(text, hue.color(text));
+        palette.insert(text, hue.color(options.palette, text));
     }
     let mut opt = Options::default();
     opt.palette_map = Some(&mut palette);
@@ -160,13 +166,14 @@ pub fn write_svg(
     flamegraph::from_lines(&mut opt, lines.iter().map(String::as_str), &mut svg)
         .map_err(SvgError::Render)?;
     let svg = String::from_utf8(svg).map_err(|e| SvgError::Render(io::Error::other(e)))?;
-    let svg = interactive::add_legend(svg, &hues, &lines);
+    let svg = interactive::add_legend(svg, &hues, &lines, options.palette);
     let data = interactive::Data {
         lines: &lines,
         hues: &hues,
         min_width,
         frame_height,
         inverted: options.inverted,
+        palette: options.palette,
     };
     let svg = interactive::add_script(svg, &data);
     out.write_all(svg.as_bytes())
