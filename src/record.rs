@@ -79,6 +79,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     if let Some(reason) = session.fallback() {
         eprintln!("stoke: perf events not available ({reason}); sampling with ptrace");
     }
+    for warning in session.launch_warnings() {
+        eprintln!("stoke: warning: {warning}");
+    }
     eprintln!(
         "stoke: recording pid {} with {}; Ctrl-C to stop",
         session.pid(),

@@ -108,3 +108,48 @@ fn libraries_loaded_in_turn_at_one_address_are_each_named_for_themselves() {
         share * 100.0
     );
 }
+
+/// `stoke record --backend ptrace -- PROGRAM`'s standard error.
+fn launch_stderr(program: &std::path::Path) -> String {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let out = dir.path().join("out.folded");
+    let mut cmd = stoke_record(dir.path());
+    cmd.args(["--backend", "ptrace", "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(program);
+    let outcome = run(&mut cmd);
+    outcome.assert_no_panic();
+    outcome.stderr
+}
+
+#[test]
+fn launching_a_setuid_program_or_one_that_calls_ptrace_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let setuid = dir.path().join("setuid_split");
+    std::fs::copy(c_fixture("cpu_split", Build::FramePointers), &setuid).expect("copy");
+    std::fs::set_permissions(&setuid, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+    let stderr = launch_stderr(&setuid);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("stoke: warning: ") && l.contains("is setuid")),
+        "{stderr}"
+    );
+
+    let tracer = c_fixture("calls_ptrace", Build::FramePointers);
+    let stderr = launch_stderr(&tracer);
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with("stoke: warning: ") && l.contains("calls ptrace itself")),
+        "{stderr}"
+    );
+    // A plain program gets no such warning.
+    let plain = launch_stderr(&c_fixture("cpu_split", Build::FramePointers));
+    assert!(
+        !plain.contains("setuid") && !plain.contains("calls ptrace"),
+        "{plain}"
+    );
+}

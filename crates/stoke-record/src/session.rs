@@ -81,6 +81,7 @@ pub struct Session {
     sampler: Box<dyn Sampler>,
     child: Option<Child>,
     fallback: Option<String>,
+    launch_warnings: Vec<String>,
     options: RecordOptions,
     command: String,
     aggregator: Aggregator,
@@ -106,6 +107,7 @@ impl Session {
             sampler,
             child,
             fallback,
+            warnings: launch_warnings,
         } = started;
         let aggregator = Aggregator::new(options.unwind);
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
@@ -118,6 +120,7 @@ impl Session {
             sampler,
             child,
             fallback,
+            launch_warnings,
             options,
             command,
             aggregator,
@@ -134,6 +137,12 @@ impl Session {
     /// to ptrace.
     pub fn fallback(&self) -> Option<&str> {
         self.fallback.as_deref()
+    }
+
+    /// What the launched command cannot do under the chosen sampler (a
+    /// setuid program under ptrace…), one line each.
+    pub fn launch_warnings(&self) -> &[String] {
+        &self.launch_warnings
     }
 
     /// The target's pid.

@@ -29,6 +29,9 @@ pub struct Started {
     pub child: Option<Child>,
     /// Set when `Auto` fell back to ptrace: why perf events were refused.
     pub fallback: Option<String>,
+    /// What the launched command cannot do under ptrace (setuid, its own
+    /// ptrace calls), one line each; empty under perf events.
+    pub warnings: Vec<String>,
 }
 
 /// Whether a perf error means "perf events are forbidden here": a
@@ -86,8 +89,20 @@ pub fn attach(
         backend,
         options,
         keep_perf_error,
-        || Ok((Box::new(PerfSampler::attach(pid, options)?), None)),
-        || Ok((Box::new(PtraceSampler::attach(pid, options)?), None)),
+        || {
+            Ok((
+                Box::new(PerfSampler::attach(pid, options)?),
+                None,
+                Vec::new(),
+            ))
+        },
+        || {
+            Ok((
+                Box::new(PtraceSampler::attach(pid, options)?),
+                None,
+                Vec::new(),
+            ))
+        },
     )
 }
 
@@ -103,16 +118,22 @@ pub fn launch(
         false,
         || {
             let (sampler, child) = PerfSampler::launch(command, options)?;
-            Ok((Box::new(sampler), Some(child)))
+            Ok((Box::new(sampler), Some(child), Vec::new()))
         },
         || {
+            let warnings = command
+                .resolve()
+                .map(|path| super::launch::launch_warnings(&path))
+                .unwrap_or_default();
             let (sampler, child) = PtraceSampler::launch(command, options)?;
-            Ok((Box::new(sampler), Some(child)))
+            Ok((Box::new(sampler), Some(child), warnings))
         },
     )
 }
 
-type Opened = (Box<dyn Sampler>, Option<Child>);
+/// A sampler, the launched command, and what that command cannot do under
+/// this sampler.
+type Opened = (Box<dyn Sampler>, Option<Child>, Vec<String>);
 
 fn start(
     backend: Backend,
@@ -121,10 +142,11 @@ fn start(
     perf: impl FnOnce() -> Result<Opened, SampleError>,
     ptrace: impl FnOnce() -> Result<Opened, SampleError>,
 ) -> Result<Started, SampleError> {
-    let started = |(sampler, child): Opened, fallback| Started {
+    let started = |(sampler, child, warnings): Opened, fallback| Started {
         sampler,
         child,
         fallback,
+        warnings,
     };
     let wall = options.mode == SampleMode::Wall;
     match backend {

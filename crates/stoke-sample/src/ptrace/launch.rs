@@ -1,7 +1,9 @@
 //! Starting a command, or attaching to a process, under ptrace.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use stoke_model::{Pid, Tid};
@@ -71,6 +73,47 @@ fn exiting(pid: Pid) -> bool {
                 .map(|(_, r)| r.trim_start().starts_with(['Z', 'X']))
         })
         .unwrap_or(true)
+}
+
+/// What a program launched under ptrace will not be able to do, one line
+/// each: a setuid, setgid or setcap program runs without its privileges (the
+/// kernel ignores them for a traced exec), and a program that calls ptrace
+/// itself (a debugger, strace) gets EPERM, as a process has one tracer.
+pub(crate) fn launch_warnings(path: &Path) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let shown = path.display();
+    let mode = std::fs::metadata(path).map_or(0, |m| m.mode());
+    let privileged = if mode & 0o4000 != 0 {
+        Some("setuid")
+    } else if mode & 0o2000 != 0 {
+        Some("setgid")
+    } else if process::has_file_capabilities(path) {
+        Some("has file capabilities (setcap)")
+    } else {
+        None
+    };
+    if let Some(what) = privileged {
+        warnings.push(format!(
+            "{shown} is {what}: under ptrace it runs without those privileges; \
+             use --backend perf, or start it first and attach with -p"
+        ));
+    }
+    if imports_ptrace(path) {
+        warnings.push(format!(
+            "{shown} calls ptrace itself (a debugger or tracer?): under the ptrace backend \
+             those calls fail with EPERM; use --backend perf"
+        ));
+    }
+    warnings
+}
+
+/// Whether an executable names `ptrace` among its dynamic symbols (gdb,
+/// strace, ltrace do): the exact name between NULs in its first 64 MiB.
+fn imports_ptrace(path: &Path) -> bool {
+    const LIMIT: u64 = 64 << 20;
+    let mut bytes = Vec::new();
+    let opened = std::fs::File::open(path).and_then(|f| f.take(LIMIT).read_to_end(&mut bytes));
+    opened.is_ok() && bytes.starts_with(b"\x7fELF") && bytes.windows(8).any(|w| w == b"\0ptrace\0")
 }
 
 /// The error for a refused `PTRACE_SEIZE` of `pid`.

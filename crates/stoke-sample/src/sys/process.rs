@@ -216,3 +216,23 @@ pub(crate) fn memlock_limit() -> Option<u64> {
     let ret = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
     (ret == 0 && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
 }
+
+/// Whether the file at `path` carries file capabilities (a
+/// `security.capability` extended attribute, set by `setcap`).
+pub(crate) fn has_file_capabilities(path: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: both strings are NUL-terminated and live; a null buffer of
+    // size 0 asks only for the attribute's size.
+    let size = unsafe {
+        libc::getxattr(
+            path.as_ptr(),
+            c"security.capability".as_ptr(),
+            std::ptr::null_mut(),
+            0,
+        )
+    };
+    size > 0
+}
