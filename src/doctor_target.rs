@@ -126,7 +126,7 @@ fn process_binaries(pid: Pid) -> anyhow::Result<(Vec<Binary>, Vec<String>)> {
         if !seen.insert(path.clone()) {
             continue;
         }
-        if let Some(file) = stoke_sample::procfs::open_mapped_file(pid, mapping) {
+        if let Ok(file) = stoke_sample::procfs::open_mapped_file(pid, mapping) {
             binaries.push(Binary {
                 named: path.clone(),
                 file,

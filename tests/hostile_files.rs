@@ -130,3 +130,99 @@ fn a_fifo_over_the_binary_does_not_hang_perf_recording() {
 fn a_fifo_over_the_binary_does_not_hang_ptrace_recording() {
     record_hidden(&["--backend", "ptrace"]);
 }
+
+/// Records `replaced COPY CHANGE 1.5` as user `nobody` (who cannot reach
+/// `/proc/PID/map_files`), in a folder of its own; `None` where this cannot
+/// run (not root, no setpriv).
+fn record_changed_binary(change: &str) -> Option<(Outcome, Folded)> {
+    use std::os::unix::fs::{chown, PermissionsExt};
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: running stoke as another user needs root");
+        return None;
+    }
+    let Some(setpriv) = common::find_in_path("setpriv") else {
+        eprintln!("skipped: no setpriv to run stoke as another user");
+        return None;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let nobody = Some(65534);
+    chown(dir.path(), nobody, nobody).unwrap();
+    let exe = dir.path().join("replaced");
+    std::fs::copy(c_fixture("replaced", Build::FramePointers), &exe).unwrap();
+    chown(&exe, nobody, nobody).unwrap();
+    let other = dir.path().join("other");
+    std::fs::copy(c_fixture("spin_work", Build::FramePointers), &other).unwrap();
+    chown(&other, nobody, nobody).unwrap();
+    let change = if change == "other" {
+        other.to_str().unwrap()
+    } else {
+        change
+    };
+    let out = dir.path().join("out.folded");
+    let mut cmd = Command::new(setpriv);
+    cmd.current_dir(dir.path())
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(common::stoke_path())
+        .args(["record", "-F", HZ, "-o"])
+        .arg(&out)
+        .arg("--")
+        .arg(&exe)
+        .arg(&exe)
+        .args([change, "1.5"]);
+    let outcome = run_guarded(&mut cmd);
+    if !outcome.status.success() && outcome.stderr.contains("perf_event_paranoid") {
+        eprintln!("skipped: user nobody may not profile here\n{outcome}");
+        return None;
+    }
+    outcome.assert_success();
+    let folded = Folded::read(&out);
+    assert!(folded.total() > 0, "no samples\n{outcome}");
+    Some((outcome, folded))
+}
+
+#[test]
+fn a_binary_replaced_while_running_is_reported_as_replaced() {
+    let Some((outcome, folded)) = record_changed_binary("other") else {
+        return;
+    };
+    // The other program's names (spin_work's `spin`, `main`) never stand
+    // in for the mapped one's.
+    let borrowed = folded.count(|s| s.frames.iter().any(|f| f == "spin" || f == "spin_work"));
+    assert_eq!(borrowed, 0, "names read from the replacement\n{outcome}");
+    assert!(
+        outcome
+            .stderr
+            .contains("is not the file that was mapped (replaced while running?)"),
+        "no warning\n{outcome}"
+    );
+    let outside = folded.share_containing("[truncated: address outside any module]");
+    assert!(
+        outside < 0.1,
+        "{outside:.2} \"outside any module\"\n{outcome}"
+    );
+    let user = folded.count(|s| s.frames.iter().any(|f| f.starts_with("replaced+0x")));
+    let user = user as f64 / folded.total() as f64;
+    assert!(
+        user > 0.5,
+        "{user:.2} of samples at replaced+0x…\n{outcome}"
+    );
+}
+
+#[test]
+fn a_binary_made_unreadable_while_running_is_reported_as_unreadable() {
+    let Some((outcome, folded)) = record_changed_binary("-") else {
+        return;
+    };
+    assert!(
+        outcome
+            .stderr
+            .contains("replaced: Permission denied (os error 13); its frames are unnamed"),
+        "no warning with the errno\n{outcome}"
+    );
+    let outside = folded.share_containing("[truncated: address outside any module]");
+    assert!(
+        outside < 0.1,
+        "{outside:.2} \"outside any module\"\n{outcome}"
+    );
+}

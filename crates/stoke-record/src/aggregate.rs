@@ -176,6 +176,11 @@ impl Aggregator {
         }
     }
 
+    /// Modules whose unwind tables could not be loaded, one warning each.
+    pub(crate) fn unwind_warnings(&self) -> Vec<crate::warning::Warning> {
+        self.unwinder.warnings().collect()
+    }
+
     fn sample(&mut self, sample: &Sample) {
         self.samples += 1;
         let mut frames = std::mem::take(&mut self.scratch);

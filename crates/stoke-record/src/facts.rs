@@ -49,9 +49,13 @@ impl ProcessFacts for LiveProcfs {
     }
 
     fn open_module(&mut self, pid: Pid, mapping: &Mapping) -> Result<File, ModuleUnavailable> {
-        stoke_sample::procfs::open_mapped_file(pid, mapping).ok_or(ModuleUnavailable {
-            reason: TruncationReason::ModuleUnreadable,
-            errno: None,
+        use stoke_sample::procfs::ModuleOpenError;
+        stoke_sample::procfs::open_mapped_file(pid, mapping).map_err(|e| ModuleUnavailable {
+            reason: match e {
+                ModuleOpenError::Mismatch { .. } => TruncationReason::ModuleMismatch,
+                _ => TruncationReason::ModuleUnreadable,
+            },
+            errno: e.errno(),
         })
     }
 }

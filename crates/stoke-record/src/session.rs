@@ -270,6 +270,9 @@ impl Session {
         let symbolize_started = Instant::now();
         let mut symbolizer = self.symbolizer;
         let mut warnings = Warnings::default();
+        for warning in self.aggregator.unwind_warnings() {
+            warnings.push(warning);
+        }
         let profile = build_profile(
             &self.aggregator.stacks(),
             &self.aggregator.modules,

@@ -103,6 +103,13 @@ fn name_frames(
     for (m, addresses) in by_module {
         let info = &modules.modules[m.0 as usize];
         let results = match &info.path {
+            // Never another file in place of the one mapped: its addresses
+            // stay offsets.
+            Some(path) if info.unavailable.is_some() => {
+                let reason =
+                    stoke_symbolize::UnknownReason::FileUnavailable(path.display().to_string());
+                vec![Symbolized::Unknown(reason); addresses.len()]
+            }
             Some(path) => symbolizer.symbolize_module(
                 &ModuleRequest {
                     path,

@@ -208,30 +208,78 @@ fn file_kind_name(kind: std::fs::FileType) -> &'static str {
     }
 }
 
-/// Opens the file behind a mapping of a live process: through
-/// `/proc/PID/root` when the file found there is the one mapped (same inode),
-/// else through `/proc/PID/map_files/START-END`, which reaches the mapped
-/// file itself even when it was deleted or replaced since (this needs root,
-/// or CAP_SYS_ADMIN, and the process alive). Falls back to whatever the path
-/// gives; `None` when nothing opens. Every open is [`open_regular`]: a FIFO
-/// or device planted at the path is never opened.
-pub fn open_mapped_file(pid: Pid, mapping: &Mapping) -> Option<std::fs::File> {
-    use std::os::unix::fs::MetadataExt;
-    let stoke_model::MappingKind::File(path) = &mapping.kind else {
-        return None;
-    };
-    let by_path = open_regular(&path_in_root(pid, path), Follow::No)
-        .or_else(|_| open_regular(path, Follow::No))
-        .ok();
-    let same_inode = |file: &std::fs::File| {
-        mapping.inode == 0 || file.metadata().is_ok_and(|m| m.ino() == mapping.inode)
-    };
-    if by_path.as_ref().is_some_and(same_inode) {
-        return by_path;
+/// Why the file behind a mapping was not opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ModuleOpenError {
+    /// Neither the path (through the target's root) nor the mapping's
+    /// `map_files` link could be opened; the path's error, errno kept.
+    #[error("cannot read {}: {source}", path.display())]
+    Unreadable {
+        /// The file, as the target names it.
+        path: PathBuf,
+        /// The OS error of opening the path.
+        source: io::Error,
+    },
+    /// The file at the path is not the one mapped (another device or inode:
+    /// replaced since), and the mapped one is out of reach (`map_files`
+    /// needs root or CAP_SYS_ADMIN, and the process alive).
+    #[error("{} is not the file that was mapped", path.display())]
+    Mismatch {
+        /// The file, as the target names it.
+        path: PathBuf,
+    },
+    /// The mapping is not of a file (anonymous memory, the vDSO...).
+    #[error("not a file mapping")]
+    NotAFile,
+}
+
+impl ModuleOpenError {
+    /// The errno of a failed open, when there was one.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            ModuleOpenError::Unreadable { source, .. } => source.raw_os_error(),
+            _ => None,
+        }
     }
-    open_regular(&map_files_path(pid, mapping), Follow::Yes)
-        .ok()
-        .or(by_path)
+}
+
+/// Whether an open file is the one a mapping maps: same inode and device
+/// (an inode or device of 0 is unknown, and not checked).
+pub fn is_mapped_file(file: &std::fs::File, mapping: &Mapping) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().is_ok_and(|m| {
+        (mapping.inode == 0 || m.ino() == mapping.inode)
+            && (mapping.dev == 0 || m.dev() == mapping.dev)
+    })
+}
+
+/// Opens the file behind a mapping of a live process: through
+/// `/proc/PID/root` when the file found there is the one mapped (same device
+/// and inode), else through `/proc/PID/map_files/START-END`, which reaches
+/// the mapped file itself even when it was deleted or replaced since (this
+/// needs root, or CAP_SYS_ADMIN, and the process alive). Never substitutes
+/// another file: the host's file of the same name, or a file renamed over
+/// the path, is [`ModuleOpenError::Mismatch`]. Every open is
+/// [`open_regular`]: a FIFO or device planted at the path is never opened.
+pub fn open_mapped_file(pid: Pid, mapping: &Mapping) -> Result<std::fs::File, ModuleOpenError> {
+    let stoke_model::MappingKind::File(path) = &mapping.kind else {
+        return Err(ModuleOpenError::NotAFile);
+    };
+    let by_path = match open_regular(&path_in_root(pid, path), Follow::No) {
+        Ok(file) if is_mapped_file(&file, mapping) => return Ok(file),
+        Ok(_another) => Ok(()),
+        Err(e) => Err(e),
+    };
+    if let Ok(file) = open_regular(&map_files_path(pid, mapping), Follow::Yes) {
+        return Ok(file);
+    }
+    Err(match by_path {
+        Ok(_) => ModuleOpenError::Mismatch { path: path.clone() },
+        Err(source) => ModuleOpenError::Unreadable {
+            path: path.clone(),
+            source,
+        },
+    })
 }
 
 /// `/proc/PID/map_files/START-END` of a mapping.
@@ -305,16 +353,20 @@ garbage line
         };
         let inode = std::fs::metadata(&copy).unwrap().ino();
         assert_eq!(exe.inode, inode);
-        assert!(open_mapped_file(pid, &exe).is_some());
+        assert!(open_mapped_file(pid, &exe).is_ok());
         std::fs::remove_file(&copy).unwrap();
         std::fs::remove_dir(&dir).unwrap();
         let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
         let reopened = open_mapped_file(pid, &exe);
         child.kill().unwrap();
         child.wait().unwrap();
-        // map_files needs root (CAP_SYS_ADMIN); then the deleted file is reached.
+        // map_files needs root (CAP_SYS_ADMIN); then the deleted file is
+        // reached, else the path's error is kept.
         if is_root {
             assert_eq!(reopened.unwrap().metadata().unwrap().ino(), inode);
+        } else {
+            let error = reopened.unwrap_err();
+            assert_eq!(error.errno(), Some(libc::ENOENT), "{error}");
         }
     }
 
@@ -340,6 +392,45 @@ garbage line
         let refused = open_regular(Path::new("/dev/null"), Follow::Yes).unwrap_err();
         assert!(refused.to_string().contains("device"), "{refused}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn another_file_at_the_path_is_a_mismatch_never_a_substitute() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = std::env::temp_dir().join(format!("stoke-mismatch-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("lib.so");
+        std::fs::write(&file, b"not the mapped bytes").unwrap();
+        let meta = std::fs::metadata(&file).unwrap();
+        // A mapping of this path that no map_files entry backs.
+        let mapping = Mapping {
+            start: Avma(0x1000),
+            end: Avma(0x2000),
+            file_offset: 0,
+            kind: MappingKind::File(file.clone()),
+            dev: meta.dev(),
+            inode: meta.ino() + 1,
+            build_id: None,
+            executable: true,
+        };
+        let me = Pid(std::process::id());
+        let error = open_mapped_file(me, &mapping).unwrap_err();
+        assert!(matches!(error, ModuleOpenError::Mismatch { .. }), "{error}");
+        let same = Mapping {
+            inode: meta.ino(),
+            ..mapping.clone()
+        };
+        assert!(open_mapped_file(me, &same).is_ok());
+        let other_device = Mapping {
+            dev: meta.dev() + 1,
+            ..same.clone()
+        };
+        let error = open_mapped_file(me, &other_device).unwrap_err();
+        assert!(matches!(error, ModuleOpenError::Mismatch { .. }), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let error = open_mapped_file(me, &same).unwrap_err();
+        assert_eq!(error.errno(), Some(libc::ENOENT), "{error}");
+        assert!(error.to_string().starts_with("cannot read "), "{error}");
     }
 
     #[test]

@@ -75,6 +75,8 @@ pub struct ModuleUnwindInfo {
     debug_frame: Option<SectionBytes>,
     debug_frame_index: Vec<IndexEntry>,
     loads: Vec<LoadSegment>,
+    /// The GNU build-id note, if the file has one.
+    build_id: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ModuleUnwindInfo {
@@ -169,6 +171,10 @@ impl ModuleUnwindInfo {
         }
 
         let entry = Some(elf.elf_header().e_entry(endian)).filter(|&e| e != 0);
+        let build_id = object::Object::build_id(&elf)
+            .ok()
+            .flatten()
+            .map(<[u8]>::to_vec);
         let mut info = ModuleUnwindInfo {
             id: next_id(),
             entry,
@@ -180,6 +186,7 @@ impl ModuleUnwindInfo {
             debug_frame: None,
             debug_frame_index: Vec::new(),
             loads,
+            build_id,
         };
 
         if info.hdr_table.is_none() {
@@ -232,11 +239,18 @@ impl ModuleUnwindInfo {
                 filesz: u64::MAX,
                 executable: true,
             }],
+            build_id: None,
         };
         if let Some(eh) = info.eh_frame_section() {
             info.eh_frame_index = build_index(&eh, &info.bases);
         }
         info
+    }
+
+    /// The file's GNU build-id, if it has one: checked against a mapping's
+    /// before the tables are used for it.
+    pub fn build_id(&self) -> Option<&[u8]> {
+        self.build_id.as_deref()
     }
 
     /// The stated virtual address (as in the ELF file) that file offset
