@@ -15,12 +15,12 @@
 
 mod aggregate;
 mod facts;
-mod mmap;
 mod modules;
 mod processes;
 mod session;
 mod stack;
 mod symbols;
+mod sys;
 mod unwind;
 mod warning;
 

@@ -13,8 +13,8 @@ use stoke_unwind::{
     Code, ModuleRef, ModuleUnwindInfo, StackEnd, TruncationReason, UnwindMode, Unwinder,
 };
 
-use crate::mmap::map_file;
 use crate::processes::Process;
+use crate::sys::mmap::map_file;
 use crate::warning::Warning;
 
 /// Frames deeper than this are cut (`[truncated: too deep]`).
