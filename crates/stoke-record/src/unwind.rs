@@ -2,10 +2,8 @@
 //! module and a per-process table of where each module is mapped.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::Arc;
 
-use std::io::{Read, Seek, SeekFrom};
 use stoke_model::{FrameAddress, Mapping, MappingKind, ModuleKey, Pid, Registers};
 use stoke_sample::procfs::{self, ModuleOpenError};
 use stoke_sample::StackBytes;
@@ -263,23 +261,9 @@ fn load_module(pid: Pid, mapping: &Mapping) -> Result<ModuleUnwindInfo, Option<L
             }
             return Ok(info);
         }
-        MappingKind::Vdso => Arc::new(own_vdso_image().ok_or(None)?),
+        // The kernel maps the same image into every process: stoke's own.
+        MappingKind::Vdso => Arc::new(stoke_symbolize::own_vdso_image().map_err(|_| None)?),
         _ => return Err(None),
     };
     ModuleUnwindInfo::parse(data).map_err(|_| None)
-}
-
-/// stoke's own copy of the vDSO: the kernel maps the same image into every
-/// process, and reading our own needs no permission over the target.
-fn own_vdso_image() -> Option<Vec<u8>> {
-    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
-    let line = maps.lines().find(|l| l.ends_with("[vdso]"))?;
-    let (start, end) = line.split_whitespace().next()?.split_once('-')?;
-    let start = u64::from_str_radix(start, 16).ok()?;
-    let end = u64::from_str_radix(end, 16).ok()?;
-    let mut mem = File::open("/proc/self/mem").ok()?;
-    mem.seek(SeekFrom::Start(start)).ok()?;
-    let mut image = vec![0; usize::try_from(end.checked_sub(start)?).ok()?];
-    mem.read_exact(&mut image).ok()?;
-    Some(image)
 }

@@ -55,6 +55,7 @@ pub use crate::inspect::{inspect_module, ModuleFacts};
 use crate::jit::{JitMap, MapError, Stamp};
 use crate::kernel::Kernel;
 use crate::module::{Module, ModuleSource};
+pub use crate::vdso::own_image as own_vdso_image;
 
 /// Options of a [`Symbolizer`].
 #[derive(Clone, Debug)]

@@ -31,8 +31,9 @@ pub(crate) fn load_own() -> Result<Module, UnknownReason> {
 }
 
 /// This process's vDSO bytes: its range from `/proc/self/maps`, read from
-/// `/proc/self/mem`.
-fn own_image() -> Result<Vec<u8>, String> {
+/// `/proc/self/mem`. The one reader of the vDSO, for the symbolizer and the
+/// unwinder alike (re-exported as [`crate::own_vdso_image`]).
+pub fn own_image() -> Result<Vec<u8>, String> {
     let maps = std::fs::read_to_string("/proc/self/maps")
         .map_err(|e| format!("reading /proc/self/maps: {e}"))?;
     let (start, end) =
