@@ -1,0 +1,384 @@
+//! Reading a thread's Python frames through [`Memory`].
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::rc::Rc;
+
+use crate::linetable::{line_of, LineFormat};
+use crate::memory::{read_u64, Memory};
+use crate::offsets::{FrameEntry, Offsets, OB_TYPE};
+use crate::PythonError;
+
+/// Where an interpreter's state lives in its process, and how it is laid out.
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// The structure offsets.
+    pub offsets: Offsets,
+    /// The address of `_PyRuntime`.
+    pub runtime: u64,
+    /// The address of `PyCode_Type`, to check code objects against.
+    pub code_type: Option<u64>,
+    /// The addresses of `_PyEval_EvalFrameDefault` (and its `.cold` part).
+    pub eval_ranges: Vec<Range<u64>>,
+}
+
+/// A code object's names and line table, read once.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Code {
+    /// `co_qualname` (3.11 and later), else `co_name`.
+    pub qualname: String,
+    /// `co_filename`.
+    pub file: String,
+    /// `co_firstlineno`.
+    pub first_line: u32,
+    table: Vec<u8>,
+}
+
+/// One Python frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PyFrame {
+    /// Its code object.
+    pub code: Rc<Code>,
+    /// The line it is at, where the line table names one.
+    pub line: Option<u32>,
+}
+
+/// What a thread's Python state said at a sample.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PyStack {
+    /// No thread state for this thread (not a Python thread).
+    NoThread,
+    /// What was read disagrees with itself or with the sample.
+    Stale,
+    /// The Python frames, leaf first, grouped by the C-level evaluation
+    /// (`_PyEval_EvalFrameDefault` call) that runs them, innermost first.
+    Evals(Vec<Vec<PyFrame>>),
+}
+
+/// At most this many thread states are walked.
+const MAX_THREADS: usize = 512;
+/// At most this many frames are read per sample.
+const MAX_FRAMES: usize = 1024;
+/// A string or line table longer than this is not believed.
+const MAX_BYTES: u64 = 1 << 16;
+/// The root C frame is a field of the thread state, within this many bytes.
+const ROOT_CFRAME_REACH: u64 = 1 << 16;
+/// `FRAME_OWNED_BY_CSTACK`: the shim frame at the entry of an evaluation.
+const OWNED_BY_CSTACK: u8 = 3;
+
+/// Reads the Python frames of one interpreter's threads.
+pub struct Reader<M> {
+    memory: M,
+    layout: Layout,
+    format: LineFormat,
+    codes: HashMap<u64, Option<Rc<Code>>>,
+}
+
+impl<M: Memory> Reader<M> {
+    /// A reader of the process behind `memory`.
+    pub fn new(memory: M, layout: Layout) -> Reader<M> {
+        let format = LineFormat::for_minor(layout.offsets.version.1);
+        Reader {
+            memory,
+            layout,
+            format,
+            codes: HashMap::new(),
+        }
+    }
+
+    /// The interpreter's (major, minor) version.
+    pub fn version(&self) -> (u8, u8) {
+        self.layout.offsets.version
+    }
+
+    /// Whether `addr` is in `_PyEval_EvalFrameDefault` (or its cold part).
+    pub fn is_eval(&self, addr: u64) -> bool {
+        self.layout.eval_ranges.iter().any(|r| r.contains(&addr))
+    }
+
+    /// Code objects cached so far.
+    pub fn cached_codes(&self) -> usize {
+        self.codes.len()
+    }
+
+    /// The Python frames of thread `tid` whose stack pointer is `sp`.
+    pub fn stack(&mut self, tid: u32, sp: Option<u64>) -> PyStack {
+        match self.try_stack(tid, sp) {
+            Ok(s) => s,
+            Err(_) => PyStack::Stale,
+        }
+    }
+
+    fn try_stack(&mut self, tid: u32, sp: Option<u64>) -> Result<PyStack, PythonError> {
+        let Some(tstate) = self.thread_state(tid, sp)? else {
+            return Ok(PyStack::NoThread);
+        };
+        let o = self.layout.offsets;
+        let mut frame = read_u64(&self.memory, tstate + o.tstate_frame as u64)?;
+        if let Some(current) = o.cframe_current_frame {
+            // 3.11, 3.12: the C frame is a local of the running evaluation,
+            // so it lies on the live part of the stack.
+            if frame == 0 {
+                return Ok(PyStack::Evals(Vec::new()));
+            }
+            // (Outside any evaluation it is the thread state's root one.)
+            let root = frame >= tstate && frame - tstate < ROOT_CFRAME_REACH;
+            if let (Some(sp), false) = (sp, root) {
+                if frame < sp {
+                    return Ok(PyStack::Stale);
+                }
+            }
+            frame = read_u64(&self.memory, frame + current as u64)?;
+        }
+        let mut evals: Vec<Vec<PyFrame>> = Vec::new();
+        let mut group: Vec<PyFrame> = Vec::new();
+        let span = [
+            o.frame_previous,
+            o.frame_code,
+            o.frame_instr,
+            match o.frame_entry {
+                FrameEntry::Counted => 0,
+                FrameEntry::IsEntry(e) | FrameEntry::Owner(e) => e,
+            },
+        ]
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+            + 8;
+        let mut buf = vec![0u8; span];
+        let mut seen = 0;
+        while frame != 0 {
+            seen += 1;
+            if seen > MAX_FRAMES {
+                return Ok(PyStack::Stale);
+            }
+            self.memory.read(frame, &mut buf)?;
+            let word = |off: usize| u64::from_le_bytes(buf[off..off + 8].try_into().unwrap());
+            let previous = word(o.frame_previous);
+            let code_addr = word(o.frame_code);
+            let entry = match o.frame_entry {
+                FrameEntry::Counted => true,
+                FrameEntry::IsEntry(e) => buf[e] != 0,
+                FrameEntry::Owner(e) => {
+                    if buf[e] == OWNED_BY_CSTACK {
+                        // The shim frame closes the evaluation it entered;
+                        // it is a local of that C call.
+                        if let Some(sp) = sp {
+                            if frame < sp {
+                                return Ok(PyStack::Stale);
+                            }
+                        }
+                        evals.push(std::mem::take(&mut group));
+                        frame = previous;
+                        continue;
+                    }
+                    false
+                }
+            };
+            let Some(code) = self.code(code_addr)? else {
+                return Ok(PyStack::Stale);
+            };
+            let offset = match o.code_adaptive {
+                None => {
+                    let lasti = i32::from_le_bytes(
+                        buf[o.frame_instr..o.frame_instr + 4].try_into().unwrap(),
+                    );
+                    let lasti = u64::try_from(lasti).unwrap_or(0);
+                    if self.format == LineFormat::Linetable310 {
+                        lasti * 2
+                    } else {
+                        lasti
+                    }
+                }
+                Some(adaptive) => word(o.frame_instr).saturating_sub(code_addr + adaptive as u64),
+            };
+            let line = line_of(self.format, &code.table, code.first_line, offset);
+            group.push(PyFrame { code, line });
+            if entry {
+                evals.push(std::mem::take(&mut group));
+            }
+            frame = previous;
+        }
+        if !group.is_empty() {
+            // 3.12+ frames of the outermost evaluation end without a shim
+            // only if the chain was cut: say so rather than guess.
+            return Ok(PyStack::Stale);
+        }
+        Ok(PyStack::Evals(evals))
+    }
+
+    /// The thread state of `tid`: by native thread id from 3.11; before,
+    /// by the `pthread_t` (the thread's control block, just above its
+    /// stack for every thread but the main one).
+    fn thread_state(&self, tid: u32, sp: Option<u64>) -> Result<Option<u64>, PythonError> {
+        let o = self.layout.offsets;
+        let interp = read_u64(
+            &self.memory,
+            self.layout.runtime + o.runtime_interpreters_head as u64,
+        )?;
+        if interp == 0 {
+            return Ok(None);
+        }
+        let mut tstate = read_u64(&self.memory, interp + o.interp_threads_head as u64)?;
+        let span = o
+            .tstate_next
+            .max(o.tstate_thread_id)
+            .max(o.tstate_native_thread_id.unwrap_or(0))
+            + 8;
+        let mut buf = vec![0u8; span];
+        let mut all = Vec::new();
+        while tstate != 0 && all.len() < MAX_THREADS {
+            self.memory.read(tstate, &mut buf)?;
+            let word = |off: usize| u64::from_le_bytes(buf[off..off + 8].try_into().unwrap());
+            if let Some(native) = o.tstate_native_thread_id {
+                if word(native) == u64::from(tid) {
+                    return Ok(Some(tstate));
+                }
+            }
+            all.push((tstate, word(o.tstate_thread_id)));
+            tstate = word(o.tstate_next);
+        }
+        if o.tstate_native_thread_id.is_some() {
+            return Ok(None);
+        }
+        if all.len() == 1 {
+            return Ok(Some(all[0].0));
+        }
+        let Some(sp) = sp else {
+            return Ok(None);
+        };
+        // A thread's control block sits just above its stack.
+        const STACK_REACH: u64 = 64 << 20;
+        let above: Vec<u64> = all
+            .iter()
+            .filter(|(_, id)| *id > sp && *id - sp < STACK_REACH)
+            .map(|(t, _)| *t)
+            .collect();
+        match above.as_slice() {
+            [one] => Ok(Some(*one)),
+            [] => {
+                // The main thread: its control block is not above its stack.
+                // The list is newest first, so it is the last one.
+                let main = all.last().map(|(t, _)| *t);
+                let main_is_above = all
+                    .last()
+                    .is_some_and(|(_, id)| *id > sp && *id - sp < STACK_REACH);
+                Ok(if main_is_above { None } else { main })
+            }
+            _ => Ok(above.iter().copied().min_by_key(|t| {
+                all.iter()
+                    .find(|(s, _)| s == t)
+                    .map_or(u64::MAX, |(_, id)| id - sp)
+            })),
+        }
+    }
+
+    /// The code object at `addr`, read once; `None` when it is not one.
+    fn code(&mut self, addr: u64) -> Result<Option<Rc<Code>>, PythonError> {
+        if let Some(c) = self.codes.get(&addr) {
+            return Ok(c.clone());
+        }
+        let code = self.read_code(addr)?;
+        // A bad pointer is not cached: the address may hold a code object later.
+        if code.is_some() {
+            self.codes.insert(addr, code.clone());
+        }
+        Ok(code)
+    }
+
+    fn read_code(&self, addr: u64) -> Result<Option<Rc<Code>>, PythonError> {
+        if addr == 0 {
+            return Ok(None);
+        }
+        let o = self.layout.offsets;
+        let ty = read_u64(&self.memory, addr + OB_TYPE)?;
+        if let Some(code_type) = self.layout.code_type {
+            if ty != code_type {
+                return Ok(None);
+            }
+        }
+        let name_at = o.code_qualname.unwrap_or(o.code_name);
+        let fields = [
+            name_at,
+            o.code_filename,
+            o.code_linetable,
+            o.code_firstlineno,
+        ];
+        let span = fields.iter().copied().max().unwrap_or(0) + 8;
+        let mut buf = vec![0u8; span];
+        self.memory.read(addr, &mut buf)?;
+        let word = |off: usize| u64::from_le_bytes(buf[off..off + 8].try_into().unwrap());
+        let first_line = u32::from_le_bytes(
+            buf[o.code_firstlineno..o.code_firstlineno + 4]
+                .try_into()
+                .unwrap(),
+        );
+        let qualname = self.string(word(name_at))?;
+        let file = self.string(word(o.code_filename))?;
+        let table = self.bytes(word(o.code_linetable))?;
+        Ok(Some(Rc::new(Code {
+            qualname,
+            file,
+            first_line,
+            table,
+        })))
+    }
+
+    /// A compact `str` object's text.
+    fn string(&self, addr: u64) -> Result<String, PythonError> {
+        let o = self.layout.offsets;
+        let mut head = [0u8; 8];
+        let mut state = [0u8; 4];
+        self.memory.read_many(&mut [
+            (addr + o.unicode_length as u64, &mut head[..]),
+            (addr + o.unicode_state as u64, &mut state[..]),
+        ])?;
+        let length = u64::from_le_bytes(head);
+        let state = u32::from_le_bytes(state);
+        let kind = (state >> 2) & 7;
+        let compact = state & (1 << 5) != 0;
+        let ascii = state & (1 << 6) != 0;
+        if !compact || !(1..=4).contains(&kind) || kind == 3 {
+            return Err(PythonError::Layout("not a compact string"));
+        }
+        let bytes = length * u64::from(kind);
+        if bytes > MAX_BYTES {
+            return Err(PythonError::Layout("string too long"));
+        }
+        let data = addr
+            + if ascii {
+                o.unicode_ascii_size
+            } else {
+                o.unicode_compact_size
+            } as u64;
+        let mut raw = vec![0u8; bytes as usize];
+        self.memory.read(data, &mut raw)?;
+        Ok(match kind {
+            1 => raw.iter().map(|&b| char::from(b)).collect(),
+            2 => String::from_utf16_lossy(
+                &raw.chunks_exact(2)
+                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
+                    .collect::<Vec<_>>(),
+            ),
+            _ => raw
+                .chunks_exact(4)
+                .map(|c| {
+                    char::from_u32(u32::from_le_bytes(c.try_into().unwrap()))
+                        .unwrap_or(char::REPLACEMENT_CHARACTER)
+                })
+                .collect(),
+        })
+    }
+
+    /// A `bytes` object's contents.
+    fn bytes(&self, addr: u64) -> Result<Vec<u8>, PythonError> {
+        let o = self.layout.offsets;
+        let size = read_u64(&self.memory, addr + o.bytes_size as u64)?;
+        if size > MAX_BYTES {
+            return Err(PythonError::Layout("line table too long"));
+        }
+        let mut raw = vec![0u8; size as usize];
+        self.memory.read(addr + o.bytes_sval as u64, &mut raw)?;
+        Ok(raw)
+    }
+}
