@@ -113,6 +113,16 @@ pub enum Backend {
     Ptrace,
 }
 
+/// Whether Python frames are read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Python {
+    /// Name the Python functions a CPython 3.8-3.13 target runs, in place
+    /// of the interpreter's evaluation frames.
+    Auto,
+    /// Show the interpreter's C functions only.
+    Off,
+}
+
 /// Which threads are sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
@@ -222,6 +232,11 @@ pub struct RecordArgs {
     /// (`wall`, with the ptrace backend). `-F` is per thread in both.
     #[arg(long, value_enum, default_value_t = Mode::Cpu)]
     pub mode: Mode,
+
+    /// Python functions of a CPython 3.8-3.13 target, spliced into its
+    /// native stacks (`auto`), or its C functions only (`off`).
+    #[arg(long, value_enum, default_value_t = Python::Auto)]
+    pub python: Python,
 
     /// Show the source line in each frame's name: `parse (lexer.c:42)`.
     /// Frames then split by line; implies --debug-info full.

@@ -10,7 +10,7 @@ use stoke_record::{
 };
 use stoke_sample::{ChildStdout, CommandSpec, SamplerOptions, StackCapture};
 
-use crate::cli::{Backend, DebugInfo, Mode, RecordArgs, Unwind};
+use crate::cli::{Backend, DebugInfo, Mode, Python, RecordArgs, Unwind};
 use crate::output::{self, Render};
 use crate::{signals, summary};
 
@@ -60,6 +60,10 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             Backend::Ptrace => stoke_record::Backend::Ptrace,
         },
         unwind,
+        python: match args.python {
+            Python::Auto => stoke_record::PythonMode::Auto,
+            Python::Off => stoke_record::PythonMode::Off,
+        },
         duration: args.duration,
         symbolize: stoke_record::SymbolizeOptions {
             lines: args.lines,

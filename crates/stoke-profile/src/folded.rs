@@ -54,7 +54,7 @@ pub(crate) fn frame_text(frame: &Frame, inline: bool) -> String {
         FrameKind::Kernel => text.push_str(KERNEL_SUFFIX),
         FrameKind::Jit => text.push_str(JIT_SUFFIX),
         FrameKind::Inline if inline => text.push_str("_[i]"),
-        FrameKind::User | FrameKind::Inline | FrameKind::Marker => {}
+        FrameKind::User | FrameKind::Inline | FrameKind::Python | FrameKind::Marker => {}
     }
     text
 }

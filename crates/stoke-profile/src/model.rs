@@ -15,6 +15,9 @@ pub enum FrameKind {
     Kernel,
     /// A JIT-compiled function (written `name_[j]`).
     Jit,
+    /// A Python function an interpreter was running, read from its
+    /// frames: `qualname (file.py:line)`.
+    Python,
     /// A marker stoke adds: `[truncated: reason]`, `[unknown]`, a process name root.
     Marker,
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::rc::Rc;
+use std::sync::Arc;
 
 use crate::linetable::{line_of, LineFormat};
 use crate::memory::{read_u64, Memory};
@@ -38,9 +38,11 @@ pub struct Code {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PyFrame {
     /// Its code object.
-    pub code: Rc<Code>,
+    pub code: Arc<Code>,
     /// The line it is at, where the line table names one.
     pub line: Option<u32>,
+    /// The frame's own address in the target.
+    pub addr: u64,
 }
 
 /// What a thread's Python state said at a sample.
@@ -53,6 +55,16 @@ pub enum PyStack {
     /// The Python frames, leaf first, grouped by the C-level evaluation
     /// (`_PyEval_EvalFrameDefault` call) that runs them, innermost first.
     Evals(Vec<Vec<PyFrame>>),
+}
+
+impl PyStack {
+    /// The address of the innermost Python frame, if any.
+    pub fn leaf_address(&self) -> Option<u64> {
+        match self {
+            PyStack::Evals(evals) => evals.iter().flatten().next().map(|f| f.addr),
+            _ => None,
+        }
+    }
 }
 
 /// At most this many thread states are walked.
@@ -71,7 +83,7 @@ pub struct Reader<M> {
     memory: M,
     layout: Layout,
     format: LineFormat,
-    codes: HashMap<u64, Option<Rc<Code>>>,
+    codes: HashMap<u64, Option<Arc<Code>>>,
 }
 
 impl<M: Memory> Reader<M> {
@@ -193,7 +205,11 @@ impl<M: Memory> Reader<M> {
                 Some(adaptive) => word(o.frame_instr).saturating_sub(code_addr + adaptive as u64),
             };
             let line = line_of(self.format, &code.table, code.first_line, offset);
-            group.push(PyFrame { code, line });
+            group.push(PyFrame {
+                code,
+                line,
+                addr: frame,
+            });
             if entry {
                 evals.push(std::mem::take(&mut group));
             }
@@ -274,7 +290,7 @@ impl<M: Memory> Reader<M> {
     }
 
     /// The code object at `addr`, read once; `None` when it is not one.
-    fn code(&mut self, addr: u64) -> Result<Option<Rc<Code>>, PythonError> {
+    fn code(&mut self, addr: u64) -> Result<Option<Arc<Code>>, PythonError> {
         if let Some(c) = self.codes.get(&addr) {
             return Ok(c.clone());
         }
@@ -286,7 +302,7 @@ impl<M: Memory> Reader<M> {
         Ok(code)
     }
 
-    fn read_code(&self, addr: u64) -> Result<Option<Rc<Code>>, PythonError> {
+    fn read_code(&self, addr: u64) -> Result<Option<Arc<Code>>, PythonError> {
         if addr == 0 {
             return Ok(None);
         }
@@ -316,7 +332,7 @@ impl<M: Memory> Reader<M> {
         let qualname = self.string(word(name_at))?;
         let file = self.string(word(o.code_filename))?;
         let table = self.bytes(word(o.code_linetable))?;
-        Ok(Some(Rc::new(Code {
+        Ok(Some(Arc::new(Code {
             qualname,
             file,
             first_line,

@@ -13,6 +13,7 @@ use stoke_unwind::{StackEnd, TruncationReason, UnwindMode};
 use crate::facts::{LiveProcfs, ModuleUnavailable, ProcessFacts};
 use crate::modules::ModuleTable;
 use crate::processes::{is_file_backed, Processes};
+use crate::python::{PythonFrames, PythonMode};
 use crate::stack::{ModuleIndex, RawFrame, StackId, ThreadId, ThreadKey};
 use crate::unwind::DwarfUnwinder;
 
@@ -52,6 +53,8 @@ pub struct Aggregator {
     stack_limit_hits: u64,
     scratch: Vec<RawFrame>,
     user_scratch: Vec<FrameAddress>,
+    pub(crate) python: PythonFrames,
+    python_scratch: Vec<(usize, Vec<RawFrame>)>,
 }
 
 impl Aggregator {
@@ -60,6 +63,13 @@ impl Aggregator {
     /// and stack bytes are unwound with DWARF CFI.
     pub fn new(unwind: UnwindMode) -> Aggregator {
         Aggregator::with_facts(unwind, Box::new(LiveProcfs))
+    }
+
+    /// A live aggregator that also reads Python frames (with [`PythonMode::Auto`]).
+    pub fn with_python(unwind: UnwindMode, python: PythonMode) -> Aggregator {
+        let mut aggregator = Aggregator::new(unwind);
+        aggregator.python = PythonFrames::new(python);
+        aggregator
     }
 
     /// An aggregator that asks `facts` what events do not say (a replay).
@@ -80,6 +90,8 @@ impl Aggregator {
             truncated: HashMap::new(),
             stack_limit_hits: 0,
             scratch: Vec::new(),
+            python: PythonFrames::new(PythonMode::Off),
+            python_scratch: Vec::new(),
         }
     }
 
@@ -88,6 +100,9 @@ impl Aggregator {
         match event {
             Event::Sample(sample) => self.sample(&sample),
             Event::Mmap { pid, mapping, .. } => {
+                if crate::python::may_hold_interpreter(&mapping) {
+                    self.python.forget(pid);
+                }
                 self.processes.process_mut(pid).add_mapping(mapping);
             }
             Event::Comm {
@@ -96,6 +111,9 @@ impl Aggregator {
                 name,
                 exec,
             } => {
+                if exec {
+                    self.python.forget(pid);
+                }
                 self.processes.comm(pid, tid, name, exec);
                 self.thread_ids.remove(&tid);
                 if exec {
@@ -208,10 +226,20 @@ impl Aggregator {
                 (sample.user_callchain.iter().enumerate()).map(|(i, &a)| frame_address(i, a)),
             );
         }
-        for &address in &user {
+        let mut python = std::mem::take(&mut self.python_scratch);
+        let truncated = matches!(end, Some(StackEnd::Truncated(_)));
+        self.python
+            .replacements(sample, &user, truncated, &mut python);
+        let mut next = python.iter().peekable();
+        for (i, &address) in user.iter().enumerate() {
+            if let Some((_, py)) = next.next_if(|(at, _)| *at == i) {
+                frames.extend_from_slice(py);
+                continue;
+            }
             let frame = self.normalize(sample.pid, address);
             frames.push(frame);
         }
+        self.python_scratch = python;
         self.user_scratch = user;
         if let Some(StackEnd::Truncated(reason)) = end {
             *self.truncated.entry(reason).or_default() += 1;

@@ -17,6 +17,7 @@ mod aggregate;
 mod facts;
 mod modules;
 mod processes;
+mod python;
 mod session;
 mod stack;
 mod symbols;
@@ -26,6 +27,7 @@ mod warning;
 
 pub use aggregate::{Aggregator, StackStats};
 pub use facts::{LiveProcfs, ModuleUnavailable, ProcessFacts, ReplayFacts};
+pub use python::{PythonMode, PYTHON_STALE_FRAME};
 pub use session::{Control, Progress, Recording, Session, StopReason};
 pub use stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};
 pub use stoke_unwind::TruncationReason;
@@ -61,6 +63,8 @@ pub struct RecordOptions {
     pub duration: Option<Duration>,
     /// Which sampler to use (`sampler.mode` says which threads it samples).
     pub backend: Backend,
+    /// Whether Python frames are read from CPython targets.
+    pub python: PythonMode,
 }
 
 /// Why a session failed.

@@ -109,7 +109,7 @@ impl Session {
             fallback,
             warnings: launch_warnings,
         } = started;
-        let aggregator = Aggregator::new(options.unwind);
+        let aggregator = Aggregator::with_python(options.unwind, options.python);
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
         // Its perf map may be read after it exited: trust its owner's.
         symbolizer.remember_owner(sampler.target());
@@ -276,6 +276,7 @@ impl Session {
         let profile = build_profile(
             &self.aggregator.stacks(),
             &self.aggregator.modules,
+            &self.aggregator.python.frames,
             &mut symbolizer,
             meta,
             &mut warnings,
@@ -292,6 +293,9 @@ impl Session {
             warnings: {
                 for message in symbolizer.warnings() {
                     warnings.push(Warning::Symbolize(message));
+                }
+                for message in &self.aggregator.python.warnings {
+                    warnings.push(Warning::Symbolize(message.clone()));
                 }
                 warnings
             },

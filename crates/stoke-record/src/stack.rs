@@ -47,6 +47,11 @@ pub enum RawFrame {
     Syscall(Syscall),
     /// The root-most frame of every off-CPU stack: [`OFF_CPU_FRAME`].
     OffCpu,
+    /// A Python function, by its index in the aggregator's Python frames.
+    Python(u32),
+    /// Python frames that could not be read consistently with the sample:
+    /// [`crate::PYTHON_STALE_FRAME`].
+    PythonStale,
 }
 
 /// The name of the marker frame under which every off-CPU (blocked) stack

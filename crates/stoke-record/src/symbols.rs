@@ -8,6 +8,7 @@ use stoke_profile::{Frame, FrameId, FrameKind, Metadata, Profile, Thread};
 use stoke_symbolize::{ModuleRequest, SymbolFrame, Symbolized, Symbolizer};
 
 use crate::modules::ModuleTable;
+use crate::python::{frame_name, PythonFrame, PYTHON_STALE_FRAME};
 use crate::stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};
 use crate::{TruncationReason, Warning, Warnings};
 
@@ -18,12 +19,13 @@ pub(crate) type Counted<'a> = [(&'a ThreadKey, &'a [RawFrame], u64)];
 pub(crate) fn build_profile(
     stacks: &Counted<'_>,
     modules: &ModuleTable,
+    python: &[PythonFrame],
     symbolizer: &mut Symbolizer,
     meta: Metadata,
     warnings: &mut Warnings,
 ) -> Profile {
     let mut profile = Profile::new(meta);
-    let names = name_frames(stacks, modules, symbolizer, &mut profile, warnings);
+    let names = name_frames(stacks, modules, python, symbolizer, &mut profile, warnings);
     // Path and build-id of each module frames name, for pprof mappings.
     for info in &modules.modules {
         profile.add_module(stoke_profile::Module {
@@ -63,6 +65,7 @@ pub(crate) fn build_profile(
 fn name_frames(
     stacks: &Counted<'_>,
     modules: &ModuleTable,
+    python: &[PythonFrame],
     symbolizer: &mut Symbolizer,
     profile: &mut Profile,
     warnings: &mut Warnings,
@@ -96,6 +99,21 @@ fn name_frames(
             RawFrame::OffCpu => {
                 let id = profile.intern_frame(Frame::new(OFF_CPU_FRAME, FrameKind::Marker));
                 names.insert(*raw, vec![id]);
+            }
+            RawFrame::Python(i) => {
+                let ids = python.get(*i as usize).map(|f| {
+                    profile.intern_frame(Frame {
+                        name: frame_name(f),
+                        kind: FrameKind::Python,
+                        module: None,
+                        location: f.line.map(|l| (f.code.file.clone(), l)),
+                    })
+                });
+                names.insert(raw.clone(), ids.into_iter().collect());
+            }
+            RawFrame::PythonStale => {
+                let id = profile.intern_frame(Frame::new(PYTHON_STALE_FRAME, FrameKind::Marker));
+                names.insert(raw.clone(), vec![id]);
             }
         }
     }

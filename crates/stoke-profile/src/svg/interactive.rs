@@ -47,6 +47,7 @@ pub(super) fn hues(profile: &Profile, per_thread: bool) -> BTreeMap<String, Hue>
             FrameKind::Inline => Hue::Inline,
             FrameKind::Kernel => Hue::Kernel,
             FrameKind::Jit => Hue::Jit,
+            FrameKind::Python => Hue::Python,
             FrameKind::Marker
                 if frame.name == "[off-cpu]" || frame.name.starts_with("[syscall: ") =>
             {

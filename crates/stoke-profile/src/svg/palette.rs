@@ -59,6 +59,8 @@ pub(crate) enum Hue {
     Kernel,
     /// JIT-compiled code (named from a perf map).
     Jit,
+    /// Python functions read from a CPython interpreter's frames.
+    Python,
     /// Time off the CPU (`[off-cpu]`, `[syscall: NAME]`).
     OffCpu,
     /// The process and thread roots and stoke's markers (`[truncated: …]`,
@@ -68,11 +70,12 @@ pub(crate) enum Hue {
 
 impl Hue {
     /// Every hue, in legend order.
-    pub(crate) const ALL: [Hue; 6] = [
+    pub(crate) const ALL: [Hue; 7] = [
         Hue::User,
         Hue::Inline,
         Hue::Kernel,
         Hue::Jit,
+        Hue::Python,
         Hue::OffCpu,
         Hue::Other,
     ];
@@ -84,6 +87,7 @@ impl Hue {
             Hue::Inline => "inlined",
             Hue::Kernel => "kernel",
             Hue::Jit => "JIT",
+            Hue::Python => "Python",
             Hue::OffCpu => "off-CPU",
             Hue::Other => "process, thread, marker",
         }
@@ -98,6 +102,7 @@ impl Hue {
                 Hue::Inline => [(60, 50), (175, 50), (185, 50)],
                 Hue::Kernel => [(225, 30), (135, 45), (0, 30)],
                 Hue::Jit => [(55, 50), (175, 60), (55, 40)],
+                Hue::Python => [(150, 50), (90, 50), (200, 45)],
                 Hue::OffCpu => [(75, 35), (115, 45), (205, 45)],
                 Hue::Other => [(150, 40), (150, 40), (150, 40)],
             },
@@ -109,6 +114,7 @@ impl Hue {
                     Hue::Inline => (229, 23),
                     Hue::Kernel => (152, 24),
                     Hue::Jit => (179, 20),
+                    Hue::Python => (190, 20),
                     Hue::OffCpu => (128, 20),
                     Hue::Other => (105, 20),
                 };

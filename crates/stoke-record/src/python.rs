@@ -1,0 +1,184 @@
+//! Python frames spliced into native stacks, in place of the interpreter's
+//! `_PyEval_EvalFrameDefault` frames.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use stoke_model::{FrameAddress, Mapping, MappingKind, Pid, Tid};
+use stoke_python::{Code, Interpreter, PyStack};
+use stoke_sample::Sample;
+
+use crate::stack::RawFrame;
+
+/// Whether Python frames are read from CPython targets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PythonMode {
+    /// Read them from any CPython 3.8 to 3.13 found in the target.
+    #[default]
+    Auto,
+    /// Show the interpreter's C functions only.
+    Off,
+}
+
+/// The name of the frame put where Python frames could not be read
+/// consistently with the sample.
+pub const PYTHON_STALE_FRAME: &str = "[python: stale]";
+
+/// A Python frame, interned: its code object and line.
+#[derive(Clone, Debug)]
+pub(crate) struct PythonFrame {
+    pub code: Arc<Code>,
+    pub line: Option<u32>,
+}
+
+/// The interpreters of the target's processes and the frames read so far.
+#[derive(Default)]
+pub(crate) struct PythonFrames {
+    mode: PythonMode,
+    interpreters: HashMap<Pid, Option<Interpreter>>,
+    pub frames: Vec<PythonFrame>,
+    index: HashMap<(usize, Option<u32>), u32>,
+    /// Samples whose Python frames were spliced in.
+    pub spliced: u64,
+    /// Samples marked stale.
+    pub stale: u64,
+    /// Why an interpreter could not be read (one line per process).
+    pub warnings: Vec<String>,
+}
+
+impl PythonFrames {
+    pub fn new(mode: PythonMode) -> PythonFrames {
+        PythonFrames {
+            mode,
+            ..PythonFrames::default()
+        }
+    }
+
+    /// Forgets what was found in `pid` (it exec'd or mapped a libpython).
+    pub fn forget(&mut self, pid: Pid) {
+        if self.mode == PythonMode::Auto {
+            self.interpreters.remove(&pid);
+        }
+    }
+
+    /// For a sample whose user frames are `user` (leaf first), the Python
+    /// frames to put in place of each evaluation frame: (index in `user`,
+    /// raw frames leaf first), in order. Empty when there is nothing to do.
+    pub fn replacements(
+        &mut self,
+        sample: &Sample,
+        user: &[FrameAddress],
+        truncated: bool,
+        out: &mut Vec<(usize, Vec<RawFrame>)>,
+    ) {
+        out.clear();
+        if self.mode == PythonMode::Off {
+            return;
+        }
+        let interp = self.interpreters.entry(sample.pid).or_insert_with(|| {
+            match stoke_python::detect(sample.pid.0 as i32) {
+                Ok(found) => found,
+                Err(e) => {
+                    self.warnings
+                        .push(format!("Python frames of pid {} not read: {e}", sample.pid));
+                    None
+                }
+            }
+        });
+        let Some(interp) = interp else { return };
+        let evals: Vec<usize> = user
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| interp.reader.is_eval(a.lookup_address()))
+            .map(|(i, _)| i)
+            .collect();
+        if evals.is_empty() {
+            return;
+        }
+        let sp = sample.user_regs.map(|r| r.sp());
+        let stack = interp.reader.stack(tid_of(sample.tid), sp);
+        let groups = match (&stack, anchored(&stack, sample)) {
+            (PyStack::Evals(groups), true)
+                if groups.len() == evals.len() || (truncated && groups.len() > evals.len()) =>
+            {
+                groups
+            }
+            _ => {
+                self.stale += 1;
+                out.extend(evals.iter().map(|&i| (i, vec![RawFrame::PythonStale])));
+                return;
+            }
+        };
+        self.spliced += 1;
+        for (&i, group) in evals.iter().zip(groups) {
+            let frames = group
+                .iter()
+                .map(|f| RawFrame::Python(self.intern(&f.code, f.line)))
+                .collect();
+            out.push((i, frames));
+        }
+    }
+
+    fn intern(&mut self, code: &Arc<Code>, line: Option<u32>) -> u32 {
+        // The code object is held in `frames`, so its address stays unique.
+        let key = (Arc::as_ptr(code) as usize, line);
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.frames.len() as u32;
+        self.frames.push(PythonFrame {
+            code: code.clone(),
+            line,
+        });
+        self.index.insert(key, i);
+        i
+    }
+}
+
+/// Whether a new mapping may be the interpreter (a `libpython3` or a
+/// `python` executable): what was found in its process is looked at again.
+pub(crate) fn may_hold_interpreter(mapping: &Mapping) -> bool {
+    let MappingKind::File(path) = &mapping.kind else {
+        return false;
+    };
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("libpython3") || n.starts_with("python"))
+}
+
+/// The name of a Python frame: `qualname (file.py:line)`, the file's name only.
+pub(crate) fn frame_name(frame: &PythonFrame) -> String {
+    let file = frame
+        .code
+        .file
+        .rsplit('/')
+        .next()
+        .unwrap_or(&frame.code.file);
+    match frame.line {
+        Some(line) => format!("{} ({file}:{line})", frame.code.qualname),
+        None => format!("{} ({file})", frame.code.qualname),
+    }
+}
+
+fn tid_of(tid: Tid) -> u32 {
+    tid.0
+}
+
+/// Whether the innermost Python frame read is the one the sample was in:
+/// its address is in a register or the copy of the stack (the evaluation
+/// running it keeps it in a local). Without registers and stack, there is
+/// nothing to check against.
+fn anchored(stack: &PyStack, sample: &Sample) -> bool {
+    let Some(leaf) = stack.leaf_address() else {
+        return true;
+    };
+    let (Some(regs), Some(bytes)) = (&sample.user_regs, &sample.user_stack) else {
+        return true;
+    };
+    // DWARF numbers 0 to 16: the general registers and the return address.
+    if (0..17).any(|r| regs.get_dwarf(r) == Some(leaf)) {
+        return true;
+    }
+    let leaf = leaf.to_le_bytes();
+    bytes.bytes.chunks_exact(8).any(|w| w == leaf)
+}
