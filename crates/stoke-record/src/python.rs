@@ -2,6 +2,7 @@
 //! `_PyEval_EvalFrameDefault` frames.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 
 use stoke_model::{FrameAddress, Mapping, MappingKind, Pid, Tid};
@@ -9,6 +10,7 @@ use stoke_python::{Code, Interpreter, PyStack};
 use stoke_sample::Sample;
 
 use crate::stack::RawFrame;
+use crate::Target;
 
 /// Whether Python frames are read from CPython targets.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -144,6 +146,33 @@ pub(crate) fn may_hold_interpreter(mapping: &Mapping) -> bool {
     path.file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("libpython3") || n.starts_with("python"))
+}
+
+/// Whether a target is likely a CPython (an attached process holding one,
+/// or a command named `python…`, or a script whose `#!` line names it):
+/// then the sampler wakes for every sample, so Python frames are read
+/// close to it.
+pub(crate) fn looks_like_python(target: &Target) -> bool {
+    match target {
+        Target::Pid(pid) => matches!(stoke_python::detect(pid.0 as i32), Ok(Some(_))),
+        Target::Command(spec) => {
+            let named = |s: &std::ffi::OsStr| {
+                Path::new(s)
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("python"))
+            };
+            if named(&spec.program) {
+                return true;
+            }
+            // A script run directly: its `#!` line (read from the start only).
+            let mut head = [0u8; 128];
+            let read = std::fs::File::open(&spec.program)
+                .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+                .unwrap_or(0);
+            let line = head[..read].split(|&b| b == b'\n').next().unwrap_or(&[]);
+            line.starts_with(b"#!") && line.windows(6).any(|w| w == b"python")
+        }
+    }
 }
 
 /// The name of a Python frame: `qualname (file.py:line)`, the file's name only.

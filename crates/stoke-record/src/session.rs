@@ -90,7 +90,10 @@ pub struct Session {
 
 impl Session {
     /// Attaches to or launches the target and starts sampling.
-    pub fn start(target: &Target, options: RecordOptions) -> Result<Session, RecordError> {
+    pub fn start(target: &Target, mut options: RecordOptions) -> Result<Session, RecordError> {
+        if options.python == crate::PythonMode::Auto && crate::python::looks_like_python(target) {
+            options.sampler.wake_each_sample = true;
+        }
         let (started, command) = match target {
             Target::Pid(pid) => {
                 let started = stoke_sample::attach(options.backend, *pid, &options.sampler)?;

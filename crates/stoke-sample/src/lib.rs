@@ -81,6 +81,10 @@ pub struct SamplerOptions {
     /// Which threads are sampled (the perf sampler only knows
     /// [`SampleMode::Cpu`]).
     pub mode: SampleMode,
+    /// Wake the consumer for every sample rather than for a batch, so that
+    /// what it reads of the target at a sample (Python frames) is read
+    /// close to when the sample was taken. Costs a wakeup per sample.
+    pub wake_each_sample: bool,
 }
 
 /// Which threads a sampler samples.
@@ -103,6 +107,7 @@ impl Default for SamplerOptions {
             stack: StackCapture::Callchain,
             ring_pages: 256,
             mode: SampleMode::Cpu,
+            wake_each_sample: false,
         }
     }
 }

@@ -98,13 +98,16 @@ pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, 
         }
     })?;
     let cpus = online_cpus()?;
-    let size = ring_size(
+    let mut size = ring_size(
         options.frequency,
         options.stack,
         options.ring_pages,
         cpus.len(),
         page_size(),
     );
+    if options.wake_each_sample {
+        size.watermark = 1;
+    }
     let mut setup = Setup {
         cpus,
         size,

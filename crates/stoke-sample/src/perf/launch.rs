@@ -29,13 +29,16 @@ pub(crate) fn launch(
     let path = command.resolve()?;
     let plan = command.exec_plan(&path)?;
     let cpus = online_cpus()?;
-    let size = ring_size(
+    let mut size = ring_size(
         options.frequency,
         options.stack,
         options.ring_pages,
         cpus.len(),
         page_size(),
     );
+    if options.wake_each_sample {
+        size.watermark = 1;
+    }
 
     let (go_read, go_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
     let (err_read, err_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
