@@ -109,11 +109,11 @@ fn name_frames(
                         location: f.line.map(|l| (f.code.file.clone(), l)),
                     })
                 });
-                names.insert(raw.clone(), ids.into_iter().collect());
+                names.insert(*raw, ids.into_iter().collect());
             }
             RawFrame::PythonStale => {
                 let id = profile.intern_frame(Frame::new(PYTHON_STALE_FRAME, FrameKind::Marker));
-                names.insert(raw.clone(), vec![id]);
+                names.insert(*raw, vec![id]);
             }
         }
     }
