@@ -113,8 +113,8 @@ impl Hue {
                     Hue::User => (202, 24),
                     Hue::Inline => (229, 23),
                     Hue::Kernel => (152, 24),
-                    Hue::Jit => (179, 20),
-                    Hue::Python => (190, 20),
+                    Hue::Jit => (179, 11),
+                    Hue::Python => (191, 10),
                     Hue::OffCpu => (128, 20),
                     Hue::Other => (105, 20),
                 };
@@ -205,6 +205,6 @@ mod tests {
         bands.sort();
         assert!(bands.windows(2).all(|w| w[0].1 <= w[1].0), "{bands:?}");
         assert_eq!(SvgPalette::Hot.legend(Hue::ALL.into_iter()).len(), 1);
-        assert_eq!(SvgPalette::Mono.legend(Hue::ALL.into_iter()).len(), 6);
+        assert_eq!(SvgPalette::Mono.legend(Hue::ALL.into_iter()).len(), 7);
     }
 }
