@@ -103,6 +103,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let recording = session.run(Control {
         stop: &signals::STOP,
         signal: &signals::SIGNAL,
+        interrupts: &signals::INTERRUPTS,
         progress: if live { Some(&mut show) } else { None },
     })?;
     if live {

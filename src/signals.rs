@@ -1,5 +1,7 @@
 //! SIGINT and SIGTERM ask the recording to stop; they never kill stoke
-//! before it has detached and written its outputs.
+//! before it has detached. One arriving while addresses are named ends
+//! naming (what is left is named by module and offset) and the outputs are
+//! written; the next exits at once.
 //!
 //! A launched command gets the signal stoke got, once: a Ctrl-C typed on a
 //! terminal reaches the command directly (it is in the terminal's
@@ -10,6 +12,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 use anyhow::Context;
+use stoke_record::Interrupts;
+
 use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
 
 /// Set when a stop signal arrived.
@@ -18,6 +22,8 @@ pub static STOP: AtomicBool = AtomicBool::new(false);
 pub static SIGNAL: AtomicI32 = AtomicI32::new(0);
 /// A pidfd of the launched command, to pass a SIGINT on (-1 if none).
 static COMMAND: AtomicI32 = AtomicI32::new(-1);
+/// How many arrived, and when to give up at once.
+pub static INTERRUPTS: Interrupts = Interrupts::new();
 
 /// `si_code` of a signal the kernel raised itself, as the terminal driver
 /// does for Ctrl-C.
@@ -44,6 +50,11 @@ extern "C" fn on_signal(signal: libc::c_int, info: *mut libc::siginfo_t, _: *mut
             )
         };
     }
+    if INTERRUPTS.arrived() {
+        // SAFETY: _exit is async-signal-safe. Asked for by a repeated
+        // signal while naming, when no output file is open yet.
+        unsafe { libc::_exit(128 + signal) };
+    }
 }
 
 /// Installs the handlers, without SA_RESTART so a waiting poll returns at once.
@@ -54,8 +65,8 @@ pub fn install() -> anyhow::Result<()> {
         SigSet::empty(),
     );
     for signal in [Signal::SIGINT, Signal::SIGTERM] {
-        // SAFETY: the handler only uses atomics and pidfd_send_signal, which
-        // are async-signal-safe, and it stays valid for the life of the process.
+        // SAFETY: the handler only uses atomics, pidfd_send_signal and _exit,
+        // which are async-signal-safe, and it stays valid for the life of the process.
         unsafe { sigaction(signal, &action) }
             .with_context(|| format!("installing a {signal} handler"))?;
     }

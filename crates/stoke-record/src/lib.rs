@@ -28,7 +28,7 @@ mod warning;
 pub use aggregate::{Aggregator, StackStats};
 pub use facts::{LiveProcfs, ModuleUnavailable, ProcessFacts, ReplayFacts};
 pub use python::{PythonMode, PYTHON_STALE_FRAME};
-pub use session::{Control, Progress, Recording, Session, StopReason};
+pub use session::{Control, Interrupts, Progress, Recording, Session, StopReason};
 pub use stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};
 pub use stoke_unwind::TruncationReason;
 pub use warning::{Warning, Warnings};

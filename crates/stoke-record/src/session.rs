@@ -1,7 +1,7 @@
 //! The recording loop: start, poll until a stop condition, finish, build.
 
 use std::process::ExitStatus;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use stoke_model::Pid;
@@ -24,8 +24,46 @@ pub struct Control<'a> {
     pub stop: &'a AtomicBool,
     /// The signal that asked to stop (0 if none); passed on to a launched command.
     pub signal: &'a AtomicI32,
+    /// Stop signals counted by the caller's handler: one arriving while
+    /// addresses are named ends naming (the rest is named by module and
+    /// offset); the next asks the handler to exit at once.
+    pub interrupts: &'a Interrupts,
     /// Called a few times per second while recording.
     pub progress: Option<&'a mut dyn FnMut(Progress)>,
+}
+
+/// A count of stop signals, shared with a signal handler (atomics only).
+#[derive(Debug)]
+pub struct Interrupts {
+    count: AtomicU32,
+    exit_at: AtomicU32,
+}
+
+impl Interrupts {
+    /// No signal yet; none exits at once.
+    pub const fn new() -> Interrupts {
+        Interrupts {
+            count: AtomicU32::new(0),
+            exit_at: AtomicU32::new(u32::MAX),
+        }
+    }
+
+    /// Counts a signal (async-signal-safe). Returns whether the process
+    /// should exit at once: the second signal since naming began.
+    pub fn arrived(&self) -> bool {
+        let n = self.count.fetch_add(1, Ordering::SeqCst).saturating_add(1);
+        n >= self.exit_at.load(Ordering::SeqCst)
+    }
+
+    fn count(&self) -> u32 {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for Interrupts {
+    fn default() -> Interrupts {
+        Interrupts::new()
+    }
 }
 
 /// Where a running session is.
@@ -159,6 +197,7 @@ impl Session {
         let Control {
             stop,
             signal,
+            interrupts,
             mut progress,
         } = control;
         let started = Instant::now();
@@ -209,7 +248,7 @@ impl Session {
             (Some(child), true) => Some(child.wait()?),
             _ => None,
         };
-        Ok(self.build(duration, stop_reason, exit_status))
+        Ok(self.build(duration, stop_reason, exit_status, interrupts))
     }
 
     fn poll(
@@ -255,6 +294,7 @@ impl Session {
         duration: Duration,
         stop_reason: StopReason,
         exit_status: Option<ExitStatus>,
+        interrupts: &Interrupts,
     ) -> Recording {
         let stats = self.aggregator.stats();
         let coverage = self.sampler.coverage();
@@ -271,18 +311,23 @@ impl Session {
             },
         };
         let symbolize_started = Instant::now();
-        let mut symbolizer = self.symbolizer;
         let mut warnings = Warnings::default();
         for warning in self.aggregator.unwind_warnings() {
             warnings.push(warning);
         }
+        // A signal from now on ends naming; the one after, stoke.
+        let base = interrupts.count();
+        interrupts
+            .exit_at
+            .store(base.saturating_add(2), Ordering::SeqCst);
         let profile = build_profile(
             &self.aggregator.stacks(),
             &self.aggregator.modules,
             &self.aggregator.python.frames,
-            &mut symbolizer,
+            self.symbolizer,
             meta,
             &mut warnings,
+            &|| interrupts.count() > base,
         );
         Recording {
             profile,
@@ -294,9 +339,6 @@ impl Session {
             exit_status,
             command_pid: self.child.as_ref().map(Child::pid),
             warnings: {
-                for message in symbolizer.warnings() {
-                    warnings.push(Warning::Symbolize(message));
-                }
                 for message in &self.aggregator.python.warnings {
                     warnings.push(Warning::Symbolize(message.clone()));
                 }

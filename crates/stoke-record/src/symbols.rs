@@ -2,12 +2,14 @@
 //! build the profile.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use stoke_model::{FrameAddress, Pid};
 use stoke_profile::{Frame, FrameId, FrameKind, Metadata, Profile, Thread};
 use stoke_symbolize::{ModuleRequest, SymbolFrame, Symbolized, Symbolizer};
 
-use crate::modules::ModuleTable;
+use crate::modules::{ModuleInfo, ModuleTable};
 use crate::python::{frame_name, PythonFrame, PYTHON_STALE_FRAME};
 use crate::stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};
 use crate::{TruncationReason, Warning, Warnings};
@@ -20,12 +22,21 @@ pub(crate) fn build_profile(
     stacks: &Counted<'_>,
     modules: &ModuleTable,
     python: &[PythonFrame],
-    symbolizer: &mut Symbolizer,
+    symbolizer: Symbolizer,
     meta: Metadata,
     warnings: &mut Warnings,
+    interrupted: &dyn Fn() -> bool,
 ) -> Profile {
     let mut profile = Profile::new(meta);
-    let names = name_frames(stacks, modules, python, symbolizer, &mut profile, warnings);
+    let names = name_frames(
+        stacks,
+        modules,
+        python,
+        symbolizer,
+        &mut profile,
+        warnings,
+        interrupted,
+    );
     // Path and build-id of each module frames name, for pprof mappings.
     for info in &modules.modules {
         profile.add_module(stoke_profile::Module {
@@ -60,15 +71,37 @@ pub(crate) fn build_profile(
     profile
 }
 
+/// One batch of addresses to name, as the naming thread receives it.
+enum Job {
+    Module(ModuleIndex, ModuleInfo, Vec<FrameAddress>),
+    Kernel(Vec<FrameAddress>),
+    Jit(Pid, Vec<FrameAddress>),
+}
+
+/// What the naming thread sends back.
+enum Named {
+    /// The results of the job at this index, one per address.
+    Job(usize, Vec<Symbolized>),
+    /// Every job is done; the symbolizer's warnings.
+    Done(Vec<String>),
+}
+
+/// How often the wait for names looks at the interrupt count.
+const INTERRUPT_CHECK: Duration = Duration::from_millis(50);
+
 /// Names every unique raw frame: each becomes one or more profile frames
 /// (a function and the functions inlined into it), outermost first.
+///
+/// Naming runs on its own thread; when `interrupted` turns true the wait
+/// ends and what is not named yet is named by module and offset.
 fn name_frames(
     stacks: &Counted<'_>,
     modules: &ModuleTable,
     python: &[PythonFrame],
-    symbolizer: &mut Symbolizer,
+    symbolizer: Symbolizer,
     profile: &mut Profile,
     warnings: &mut Warnings,
+    interrupted: &dyn Fn() -> bool,
 ) -> HashMap<RawFrame, Vec<FrameId>> {
     let unique: HashSet<&RawFrame> = stacks.iter().flat_map(|(_, f, _)| f.iter()).collect();
     let mut by_module: HashMap<ModuleIndex, Vec<FrameAddress>> = HashMap::new();
@@ -118,79 +151,178 @@ fn name_frames(
         }
     }
     let lines = symbolizer.options().lines;
-    for (m, addresses) in by_module {
-        let info = &modules.modules[m.0 as usize];
-        let results = match &info.path {
-            // Never another file in place of the one mapped: its addresses
-            // stay offsets.
-            Some(path) if info.unavailable.is_some() => {
-                let reason =
-                    stoke_symbolize::UnknownReason::FileUnavailable(path.display().to_string());
-                vec![Symbolized::Unknown(reason); addresses.len()]
-            }
-            Some(path) => symbolizer.symbolize_module(
-                &ModuleRequest {
-                    path,
-                    pid: Some(info.pid),
-                    build_id: info.build_id.as_ref(),
-                    file: info.file.as_deref(),
-                },
-                &addresses,
-            ),
-            None if info.is_vdso => symbolizer.symbolize_vdso(info.build_id.as_ref(), &addresses),
-            None => {
-                vec![Symbolized::Unknown(stoke_symbolize::UnknownReason::NoSymbol); addresses.len()]
-            }
+    let mut jobs: Vec<Job> = by_module
+        .into_iter()
+        .map(|(m, a)| Job::Module(m, modules.modules[m.0 as usize].clone(), a))
+        .collect();
+    if !kernel.is_empty() {
+        jobs.push(Job::Kernel(kernel));
+    }
+    jobs.extend(jit.into_iter().map(|(pid, a)| Job::Jit(pid, a)));
+    let jobs = Arc::new(jobs);
+    let (sender, receiver) = mpsc::channel();
+    let worker_jobs = Arc::clone(&jobs);
+    let spawned = std::thread::Builder::new()
+        .name("stoke-naming".into())
+        .spawn(move || run_jobs(symbolizer, &worker_jobs, &sender));
+    let mut done = vec![false; jobs.len()];
+    let mut complete = spawned.is_err();
+    while !complete {
+        let message = match receiver.recv_timeout(INTERRUPT_CHECK) {
+            Ok(message) => message,
+            Err(mpsc::RecvTimeoutError::Timeout) if !interrupted() => continue,
+            Err(_) => break,
         };
-        // A file that could not be opened when sampled and gave no name
-        // since is worth a word; one opened later by path is not.
-        if let (Some(why), Some(path)) = (info.unavailable, &info.path) {
-            if results.iter().all(|r| matches!(r, Symbolized::Unknown(_))) {
-                warnings.push(match why.reason {
-                    TruncationReason::ModuleMismatch => {
-                        Warning::ModuleMismatch { path: path.clone() }
-                    }
-                    _ => Warning::ModuleUnreadable {
-                        path: path.clone(),
-                        errno: why.errno,
-                    },
-                });
+        match message {
+            Named::Job(i, results) => {
+                done[i] = true;
+                name_job(&jobs[i], results, lines, profile, &mut names, warnings);
+            }
+            Named::Done(messages) => {
+                for message in messages {
+                    warnings.push(Warning::Symbolize(message));
+                }
+                complete = true;
             }
         }
-        for (a, result) in addresses.iter().zip(results) {
-            // Unnamed functions are named by their start, so their samples merge.
-            let fallback = |start: Option<u64>| {
-                format!("{}+{:#x}", info.short_name, start.unwrap_or(a.address()))
+        if interrupted() {
+            break;
+        }
+    }
+    if !complete {
+        // Interrupted (or no thread): the rest by module and offset.
+        let mut unnamed = 0;
+        for (job, _) in jobs.iter().zip(&done).filter(|(_, d)| !**d) {
+            let n = match job {
+                Job::Module(_, _, a) | Job::Kernel(a) | Job::Jit(_, a) => a.len(),
             };
-            let ids = intern(
+            unnamed += n;
+            let results = vec![Symbolized::Unknown(stoke_symbolize::UnknownReason::NoSymbol); n];
+            name_job(
+                job,
+                results,
+                lines,
                 profile,
-                with_lines(result, lines),
-                FrameKind::User,
-                Some(&info.short_name),
-                fallback,
+                &mut names,
+                &mut Warnings::default(),
             );
-            names.insert(RawFrame::Module(m, *a), ids);
         }
-    }
-    let kernel_addrs: Vec<u64> = kernel.iter().map(|a| a.lookup_address()).collect();
-    let results = symbolizer.symbolize_kernel(&kernel_addrs);
-    for (a, result) in kernel.iter().zip(results) {
-        let ids = intern(profile, result, FrameKind::Kernel, None, |_| {
-            "[unknown]".into()
-        });
-        names.insert(RawFrame::Kernel(*a), ids);
-    }
-    for (pid, addresses) in jit {
-        let lookup: Vec<u64> = addresses.iter().map(|a| a.lookup_address()).collect();
-        let results = symbolizer.symbolize_jit(pid, &lookup);
-        for (a, result) in addresses.iter().zip(results) {
-            let ids = intern(profile, result, FrameKind::Jit, None, |_| {
-                "[unknown]".into()
-            });
-            names.insert(RawFrame::Jit(pid, *a), ids);
-        }
+        warnings.push(Warning::NamingInterrupted { unnamed });
     }
     names
+}
+
+/// The naming thread: each job in turn, its results sent as they come.
+fn run_jobs(mut symbolizer: Symbolizer, jobs: &[Job], sender: &mpsc::Sender<Named>) {
+    let slow = slow_naming_for_tests();
+    for (i, job) in jobs.iter().enumerate() {
+        if let Some(pause) = slow {
+            std::thread::sleep(pause);
+        }
+        let results = match job {
+            Job::Module(_, info, addresses) => match &info.path {
+                Some(path) => symbolizer.symbolize_module(
+                    &ModuleRequest {
+                        path,
+                        pid: Some(info.pid),
+                        build_id: info.build_id.as_ref(),
+                        file: info.file.as_deref(),
+                    },
+                    addresses,
+                ),
+                None if info.is_vdso => {
+                    symbolizer.symbolize_vdso(info.build_id.as_ref(), addresses)
+                }
+                None => vec![
+                    Symbolized::Unknown(stoke_symbolize::UnknownReason::NoSymbol);
+                    addresses.len()
+                ],
+            },
+            Job::Kernel(addresses) => {
+                let lookup: Vec<u64> = addresses.iter().map(|a| a.lookup_address()).collect();
+                symbolizer.symbolize_kernel(&lookup)
+            }
+            Job::Jit(pid, addresses) => {
+                let lookup: Vec<u64> = addresses.iter().map(|a| a.lookup_address()).collect();
+                symbolizer.symbolize_jit(*pid, &lookup)
+            }
+        };
+        if sender.send(Named::Job(i, results)).is_err() {
+            return;
+        }
+    }
+    let _ = sender.send(Named::Done(symbolizer.warnings()));
+}
+
+/// `STOKE_TEST_SLOW_NAMING_MS`: a pause before each naming job, so that
+/// tests can signal stoke while it names. Not a user setting.
+fn slow_naming_for_tests() -> Option<Duration> {
+    let ms: u64 = std::env::var("STOKE_TEST_SLOW_NAMING_MS")
+        .ok()?
+        .parse()
+        .ok()?;
+    eprintln!("stoke: naming (slowed by {ms} ms per module for a test)");
+    Some(Duration::from_millis(ms))
+}
+
+/// Interns one job's results into `names`.
+fn name_job(
+    job: &Job,
+    results: Vec<Symbolized>,
+    lines: bool,
+    profile: &mut Profile,
+    names: &mut HashMap<RawFrame, Vec<FrameId>>,
+    warnings: &mut Warnings,
+) {
+    match job {
+        Job::Module(m, info, addresses) => {
+            // A file that could not be opened when sampled and gave no name
+            // since is worth a word; one opened later by path is not.
+            if let (Some(why), Some(path)) = (info.unavailable, &info.path) {
+                if results.iter().all(|r| matches!(r, Symbolized::Unknown(_))) {
+                    warnings.push(match why.reason {
+                        TruncationReason::ModuleMismatch => {
+                            Warning::ModuleMismatch { path: path.clone() }
+                        }
+                        _ => Warning::ModuleUnreadable {
+                            path: path.clone(),
+                            errno: why.errno,
+                        },
+                    });
+                }
+            }
+            for (a, result) in addresses.iter().zip(results) {
+                // Unnamed functions are named by their start, so their samples merge.
+                let fallback = |start: Option<u64>| {
+                    format!("{}+{:#x}", info.short_name, start.unwrap_or(a.address()))
+                };
+                let ids = intern(
+                    profile,
+                    with_lines(result, lines),
+                    FrameKind::User,
+                    Some(&info.short_name),
+                    fallback,
+                );
+                names.insert(RawFrame::Module(*m, *a), ids);
+            }
+        }
+        Job::Kernel(addresses) => {
+            for (a, result) in addresses.iter().zip(results) {
+                let ids = intern(profile, result, FrameKind::Kernel, None, |_| {
+                    "[unknown]".into()
+                });
+                names.insert(RawFrame::Kernel(*a), ids);
+            }
+        }
+        Job::Jit(pid, addresses) => {
+            for (a, result) in addresses.iter().zip(results) {
+                let ids = intern(profile, result, FrameKind::Jit, None, |_| {
+                    "[unknown]".into()
+                });
+                names.insert(RawFrame::Jit(*pid, *a), ids);
+            }
+        }
+    }
 }
 
 /// Interns the frames of one result. `fallback` names what has no name:

@@ -20,6 +20,12 @@ pub enum Warning {
         /// The file, as the target sees it.
         path: PathBuf,
     },
+    /// A signal cut naming short: these addresses are named by module and
+    /// offset (`libfoo.so+0x1234`).
+    NamingInterrupted {
+        /// How many addresses were left unnamed.
+        unnamed: usize,
+    },
     /// The symbolizer's own account (a refused perf map, broken debug info).
     Symbolize(String),
 }
@@ -39,6 +45,10 @@ impl fmt::Display for Warning {
                 "{} is not the file that was mapped (replaced while running?); \
                  its frames are unnamed",
                 path.display()
+            ),
+            Warning::NamingInterrupted { unnamed } => write!(
+                f,
+                "naming interrupted: {unnamed} addresses are named by module and offset"
             ),
             Warning::Symbolize(message) => f.write_str(message),
         }

@@ -1,0 +1,114 @@
+#!/usr/bin/env python3
+"""stoke's own cost per sample and fixed cost, beside perf record's.
+
+    python3 bench/cost.py [--stoke PATH] [--rounds N] [--short S] [--long S]
+
+From the repository root. A one-thread CPU spinner runs; each profiler is
+attached to it for a short and a long recording (3 s and 6 s by default).
+The profiler's own CPU time (user + system, from wait4: it is the only
+process measured, the spinner is not its child) gives
+
+    per sample = (CPU(long) - CPU(short)) / (samples(long) - samples(short))
+    fixed      = CPU(short) - samples(short) * per sample
+
+so start-up, attaching and naming (stoke) or writing perf.data (perf) land
+in the fixed cost and the steady work of each sample in the marginal one.
+Medians over the rounds. Python 3 standard library only.
+"""
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+
+FREQ = 999
+
+
+def run_measured(argv, cwd):
+    """(CPU seconds of the process itself, its stderr)."""
+    err = tempfile.TemporaryFile(dir=cwd)
+    proc = subprocess.Popen(argv, cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=err)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err.seek(0)
+    text = err.read().decode(errors="replace")
+    if proc.returncode != 0:
+        sys.exit(f"cost.py: {argv[0]} failed ({proc.returncode}):\n{text}")
+    return usage.ru_utime + usage.ru_stime, text
+
+
+def stoke_run(stoke, pid, seconds, cwd):
+    argv = [stoke, "record", "-F", str(FREQ), "-p", str(pid), "-d", str(seconds),
+            "-o", os.path.join(cwd, "out.folded")]
+    cpu, err = run_measured(argv, cwd)
+    m = re.search(r"stoke: ([\d,]+) samples", err)
+    if not m:
+        sys.exit(f"cost.py: no sample count in stoke's output:\n{err}")
+    return cpu, int(m.group(1).replace(",", ""))
+
+
+def perf_run(pid, seconds, cwd):
+    # perf's child `sleep` only sets the duration; its CPU is not perf's.
+    argv = ["perf", "record", "-F", str(FREQ), "-g", "-p", str(pid),
+            "-o", os.path.join(cwd, "perf.data"), "--", "sleep", str(seconds)]
+    cpu, err = run_measured(argv, cwd)
+    m = re.search(r"\((\d+) samples\)", err)
+    if not m:
+        sys.exit(f"cost.py: no sample count in perf's output:\n{err}")
+    return cpu, int(m.group(1))
+
+
+def costs(run, rounds, short, long_):
+    per, fixed = [], []
+    for _ in range(rounds):
+        c1, n1 = run(short)
+        c2, n2 = run(long_)
+        if n2 <= n1:
+            continue
+        p = (c2 - c1) / (n2 - n1)
+        per.append(p)
+        fixed.append(c1 - n1 * p)
+    if not per:
+        return None
+    return statistics.median(per), statistics.median(fixed), len(per)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--stoke", default="target/release/stoke")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--short", type=float, default=3.0)
+    ap.add_argument("--long", type=float, default=6.0)
+    args = ap.parse_args()
+    stoke = os.path.abspath(args.stoke)
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="stoke-cost-") as cwd:
+            rows.append(("stoke", costs(lambda s: stoke_run(stoke, spinner.pid, s, cwd),
+                                        args.rounds, args.short, args.long)))
+            if subprocess.run(["perf", "--version"], capture_output=True).returncode == 0:
+                rows.append(("perf record -g", costs(lambda s: perf_run(spinner.pid, s, cwd),
+                                                     args.rounds, args.short, args.long)))
+            else:
+                print("cost.py: perf not found; stoke only", file=sys.stderr)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    print(f"{FREQ} Hz, one spinning thread, {args.short:g} s vs {args.long:g} s, "
+          f"median of {args.rounds} rounds")
+    print(f"{'profiler':<16} {'per sample':>12} {'fixed':>10}")
+    for name, c in rows:
+        if c is None:
+            print(f"{name:<16} {'(no extra samples)':>23}")
+            continue
+        per, fixed, _ = c
+        print(f"{name:<16} {per * 1e6:>9.1f} µs {fixed * 1e3:>7.1f} ms")
+
+
+if __name__ == "__main__":
+    main()
