@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 
-FREQ = 999
+FREQ = 999  # --freq
 
 
 def run_measured(argv, cwd):
@@ -83,7 +83,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--short", type=float, default=3.0)
     ap.add_argument("--long", type=float, default=6.0)
+    ap.add_argument("--freq", type=int, default=FREQ)
     args = ap.parse_args()
+    globals()["FREQ"] = args.freq
     stoke = os.path.abspath(args.stoke)
     spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     rows = []
