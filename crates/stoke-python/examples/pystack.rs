@@ -7,7 +7,7 @@ fn main() {
         eprintln!("usage: pystack PID");
         std::process::exit(2);
     };
-    let mut interp = match stoke_python::detect(pid) {
+    let mut interp = match stoke_python::detect(pid, &|p| std::fs::File::open(p)) {
         Ok(Some(i)) => i,
         Ok(None) => {
             eprintln!("pystack: no CPython in process {pid}");

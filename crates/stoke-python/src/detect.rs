@@ -32,9 +32,17 @@ pub(crate) struct ElfPython {
     pub base_vaddr: u64,
 }
 
-/// Finds a CPython 3.8 to 3.13 in process `pid`. `Ok(None)` when the
-/// process has none.
-pub fn detect(pid: i32) -> Result<Option<Interpreter>, PythonError> {
+/// The most read of a file that may hold an interpreter.
+const MAX_FILE: u64 = 1 << 30;
+
+/// Opens a file in the target's namespace for reading; the caller's opener
+/// must never block (a FIFO planted at the path) and refuse what is not a
+/// regular file.
+pub type OpenFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<fs::File>;
+
+/// Finds a CPython 3.8 to 3.13 in process `pid`, opening its files with
+/// `open`. `Ok(None)` when the process has none.
+pub fn detect(pid: i32, open: OpenFile<'_>) -> Result<Option<Interpreter>, PythonError> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| PythonError::File {
         path: format!("/proc/{pid}/maps"),
         reason: e.to_string(),
@@ -70,9 +78,13 @@ pub fn detect(pid: i32) -> Result<Option<Interpreter>, PythonError> {
     for (path, start) in candidates {
         let in_root =
             Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(&path));
-        let Ok(data) = fs::read(&in_root) else {
+        let mut data = Vec::new();
+        let read = open(&in_root).and_then(|f| {
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE), &mut data)
+        });
+        if read.is_err() {
             continue;
-        };
+        }
         let Some(elf) = inspect_elf(&data) else {
             continue;
         };

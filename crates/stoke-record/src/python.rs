@@ -78,8 +78,10 @@ impl PythonFrames {
             return;
         }
         let interp = self.interpreters.entry(sample.pid).or_insert_with(|| {
-            match stoke_python::detect(sample.pid.0 as i32) {
+            match stoke_python::detect(sample.pid.0 as i32, &open_target_file) {
                 Ok(found) => found,
+                // Gone before it could be looked at: nothing to say.
+                Err(_) if !Path::new(&format!("/proc/{}", sample.pid)).exists() => None,
                 Err(e) => {
                     self.warnings
                         .push(format!("Python frames of pid {} not read: {e}", sample.pid));
@@ -154,7 +156,10 @@ pub(crate) fn may_hold_interpreter(mapping: &Mapping) -> bool {
 /// close to it.
 pub(crate) fn looks_like_python(target: &Target) -> bool {
     match target {
-        Target::Pid(pid) => matches!(stoke_python::detect(pid.0 as i32), Ok(Some(_))),
+        Target::Pid(pid) => matches!(
+            stoke_python::detect(pid.0 as i32, &open_target_file),
+            Ok(Some(_))
+        ),
         Target::Command(spec) => {
             let named = |s: &std::ffi::OsStr| {
                 Path::new(s)
@@ -173,6 +178,12 @@ pub(crate) fn looks_like_python(target: &Target) -> bool {
             line.starts_with(b"#!") && line.windows(6).any(|w| w == b"python")
         }
     }
+}
+
+/// Opens a file the target names without blocking and only if it is a
+/// regular file (never a FIFO or device planted at its path).
+fn open_target_file(path: &Path) -> std::io::Result<std::fs::File> {
+    stoke_sample::procfs::open_regular(path, stoke_sample::procfs::Follow::No)
 }
 
 /// The name of a Python frame: `qualname (file.py:line)`, the file's name only.
