@@ -93,7 +93,8 @@ fn a_short_recording_says_why_it_is_empty() {
         .unwrap_or_else(|| panic!("no empty-recording warning\n{outcome}"));
     assert!(!warning.contains("not on a CPU"), "{warning}");
     assert!(
-        warning.contains("the target used 0.0 ms of CPU time, less than one sample period"),
+        // (A sleeper just started may still be loading: a fraction of a ms.)
+        warning.contains(" ms of CPU time, less than one sample period"),
         "{warning}"
     );
 }
