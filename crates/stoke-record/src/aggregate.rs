@@ -233,6 +233,11 @@ impl Aggregator {
         let mut next = python.iter().peekable();
         for (i, &address) in user.iter().enumerate() {
             if let Some((_, py)) = next.next_if(|(at, _)| *at == i) {
+                if py.as_slice() == [RawFrame::PythonStale] {
+                    // Unread Python frames: the interpreter's own frame
+                    // stays, under a marker saying what it ran is unknown.
+                    frames.push(self.normalize(sample.pid, address));
+                }
                 frames.extend_from_slice(py);
                 continue;
             }

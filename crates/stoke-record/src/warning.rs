@@ -35,8 +35,15 @@ impl fmt::Display for Warning {
         match self {
             Warning::ModuleUnreadable { path, errno } => {
                 write!(f, "cannot read {}", path.display())?;
-                if let Some(errno) = errno {
-                    write!(f, ": {}", std::io::Error::from_raw_os_error(*errno))?;
+                match errno {
+                    // Through /proc/PID/root: the process is gone, or the
+                    // file was removed, before it was read.
+                    Some(libc::ENOENT) => f.write_str(
+                        ": gone from its process's view (the process exited or the \
+                         file was removed before it could be read)",
+                    )?,
+                    Some(errno) => write!(f, ": {}", std::io::Error::from_raw_os_error(*errno))?,
+                    None => {}
                 }
                 f.write_str("; its frames are unnamed")
             }
@@ -97,7 +104,8 @@ mod tests {
         assert_eq!(w.iter().count(), 2);
         assert_eq!(
             w.iter().next().unwrap().to_string(),
-            "cannot read /lib/x.so: No such file or directory (os error 2); its frames are unnamed"
+            "cannot read /lib/x.so: gone from its process's view (the process exited or \
+             the file was removed before it could be read); its frames are unnamed"
         );
     }
 }
