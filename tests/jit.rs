@@ -4,49 +4,10 @@
 
 mod common;
 
-use std::path::PathBuf;
-
-use common::{c_fixture, find_in_path, record_command, Build, Recording};
+use common::{c_fixture, find_in_path, record_command, Build, LeftFiles, Recording};
 
 fn skip(test: &str, why: &str) {
     eprintln!("{test}: skipped: {why}");
-}
-
-/// Removes the perf maps a recording's target left in /tmp.
-struct LeftMaps(Vec<PathBuf>);
-
-impl LeftMaps {
-    /// The `map PATH` lines a fixture printed.
-    fn from_stdout(stdout: &str) -> LeftMaps {
-        LeftMaps(
-            stdout
-                .lines()
-                .filter_map(|l| l.strip_prefix("map "))
-                .map(PathBuf::from)
-                .collect(),
-        )
-    }
-
-    /// `/tmp/perf-PID.map` of each pid stoke said it records.
-    fn from_stderr(stderr: &str) -> LeftMaps {
-        LeftMaps(
-            stderr
-                .lines()
-                .filter_map(|l| l.strip_prefix("stoke: recording pid "))
-                .filter_map(|rest| rest.split_whitespace().next())
-                .filter_map(|pid| pid.parse::<u32>().ok())
-                .map(|pid| PathBuf::from(format!("/tmp/perf-{pid}.map")))
-                .collect(),
-        )
-    }
-}
-
-impl Drop for LeftMaps {
-    fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
 }
 
 const JIT_FRAME: &str = "stoke_jit_trampoline_[j]";
@@ -57,7 +18,7 @@ fn native_code_called_from_jit_code_unwinds_to_main() {
     // JIT frame needs its frame pointer.
     let fixture = c_fixture("jit_call", Build::NoFramePointers);
     let recording = record_command(&[], &[fixture.as_os_str(), "1".as_ref()]);
-    let _left = LeftMaps::from_stdout(&recording.outcome.stdout);
+    let _left = LeftFiles::from_stdout(&recording.outcome.stdout);
     let folded = recording.folded.of_process("jit_call");
     let through = folded.count(|s| {
         let at = |name: &str| s.frames.iter().position(|f| f == name);
@@ -109,7 +70,7 @@ fn node_with_perf_basic_prof_gives_whole_stacks() {
             script.as_ref(),
         ],
     );
-    let _left = LeftMaps::from_stderr(&recording.outcome.stderr);
+    let _left = LeftFiles::perf_maps_from_stderr(&recording.outcome.stderr);
     // Before JIT frames were walked, 80-90 % of node's stacks ended at the
     // first JavaScript frame ("address outside any module").
     let truncated = truncated_share(&recording);

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use common::{
     c_fixture, find_in_path, record_command, run, rust_fixture, stoke_record, Build, Folded,
-    Recording, HZ,
+    LeftFiles, Recording, HZ,
 };
 
 /// Whether the tests run as root (map_files, chown, installing packages).
@@ -238,29 +238,6 @@ fn kernel_frames_are_named_for_a_syscall_heavy_program() {
         .contains("kernel symbols are hidden"));
 }
 
-/// Removes the files a JIT fixture says it left (`map PATH` lines).
-struct LeftFiles(Vec<PathBuf>);
-
-impl LeftFiles {
-    fn from_stdout(stdout: &str) -> LeftFiles {
-        LeftFiles(
-            stdout
-                .lines()
-                .filter_map(|l| l.strip_prefix("map "))
-                .map(PathBuf::from)
-                .collect(),
-        )
-    }
-}
-
-impl Drop for LeftFiles {
-    fn drop(&mut self) {
-        for path in &self.0 {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
 fn record_jit(mode: &str) -> (Recording, LeftFiles) {
     let fixture = c_fixture("jit_map", Build::FramePointers);
     let recording = record_command(&[], &[fixture.as_os_str(), mode.as_ref(), "0.5".as_ref()]);
@@ -271,7 +248,7 @@ fn record_jit(mode: &str) -> (Recording, LeftFiles) {
 #[test]
 fn jit_frames_are_named_from_the_programs_perf_map() {
     let (recording, left) = record_jit("ok");
-    assert_eq!(left.0.len(), 1, "{}", recording.outcome);
+    assert_eq!(left.len(), 1, "{}", recording.outcome);
     let folded = recording.folded.of_process("jit_map");
     // About half the CPU is in the JIT code, half in native_spin.
     let named = leaf_count(&folded, "stoke_jit_spin_[j]");
@@ -576,7 +553,7 @@ fn the_perf_map_of_a_target_that_exited_during_recording_is_used() {
         .to_string();
     let recording = record_command(&["-p", &pid], &[] as &[&str]);
     let _ = user.wait();
-    assert_eq!(left.0.len(), 1);
+    assert_eq!(left.len(), 1);
     let named = leaf_count(&recording.folded, "stoke_jit_spin_[j]");
     assert!(
         named * 4 >= recording.folded.total(),

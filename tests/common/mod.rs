@@ -7,10 +7,12 @@
 
 mod fixtures;
 mod folded;
+mod left_files;
 mod process;
 
 pub use fixtures::{c_fixture, c_fixture_named, c_fixture_with_flags, rust_fixture, Build};
 pub use folded::{Folded, MeasuredSplit, Stack};
+pub use left_files::LeftFiles;
 pub use process::{
     assert_unharmed, find_in_path, process_cpu_time, run, thread_names, wait_for_cpu_time,
     LiveFixture, Outcome, RunningStoke,
