@@ -22,15 +22,18 @@ mod perf;
 pub mod probe;
 pub mod procfs;
 mod ptrace;
+mod scope;
 mod sys;
 mod target;
 
 pub use error::{Call, SampleError};
 pub use event::{Event, OffCpu, Sample, StackBytes};
 pub use perf::sampler::PerfSampler;
+pub use perf::system::SystemSampler;
 pub use ptrace::backend::{Backend, Started};
 pub use ptrace::sampler::PtraceSampler;
 pub use ptrace::syscalls::Syscall;
+pub use scope::{NamePattern, SystemScope};
 pub use target::{Child, ChildStdout, CommandSpec};
 
 use std::time::Duration;
@@ -85,6 +88,12 @@ pub struct SamplerOptions {
     /// what it reads of the target at a sample (Python frames) is read
     /// close to when the sample was taken. Costs a wakeup per sample.
     pub wake_each_sample: bool,
+    /// Where per-CPU events are allowed (root, CAP_PERFMON or
+    /// `perf_event_paranoid` <= 0), sample a launched command or attached
+    /// process with per-CPU events filtered to its processes, so that
+    /// threads shorter than a sample period are sampled too; else (and
+    /// when false) with per-task events.
+    pub per_cpu: bool,
 }
 
 /// Which threads a sampler samples.
@@ -108,6 +117,7 @@ impl Default for SamplerOptions {
             ring_pages: 256,
             mode: SampleMode::Cpu,
             wake_each_sample: false,
+            per_cpu: true,
         }
     }
 }
@@ -219,6 +229,42 @@ pub fn attach(
     options: &SamplerOptions,
 ) -> Result<Started, SampleError> {
     ptrace::backend::attach(backend, pid, options)
+}
+
+/// Records every process in `scope` with per-CPU events (perf events only);
+/// with `command`, that command is launched and recording lasts its life.
+///
+/// Fails with [`SampleError::PermissionDenied`] (naming what is needed:
+/// `perf_event_paranoid` <= 0, CAP_PERFMON or root) where per-CPU events
+/// are refused, and [`SampleError::Unsupported`] for the ptrace backend or
+/// wall-clock mode.
+pub fn system(
+    backend: Backend,
+    scope: &SystemScope,
+    command: Option<&CommandSpec>,
+    options: &SamplerOptions,
+) -> Result<Started, SampleError> {
+    if backend == Backend::Ptrace {
+        return Err(SampleError::Unsupported(
+            "the ptrace backend samples one process's threads and cannot record every CPU \
+             (-a, --cgroup, --name, several pids): use --backend perf or auto"
+                .to_string(),
+        ));
+    }
+    if options.mode == SampleMode::Wall {
+        return Err(SampleError::Unsupported(
+            "wall-clock mode needs the ptrace backend, which cannot record every CPU \
+             (-a, --cgroup, --name, several pids)"
+                .to_string(),
+        ));
+    }
+    let (sampler, child) = perf::system_targets::system(scope, command, options)?;
+    Ok(Started {
+        sampler: Box::new(sampler),
+        child,
+        fallback: None,
+        warnings: Vec::new(),
+    })
 }
 
 /// Launches a command with `backend`; see [`Backend`].

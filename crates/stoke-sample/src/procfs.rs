@@ -35,6 +35,16 @@ pub fn threads(pid: Pid) -> Result<Vec<Tid>, SampleError> {
     Ok(tids)
 }
 
+/// Every process id in `/proc`, in no particular order.
+pub fn all_pids() -> Vec<Pid> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok().map(Pid))
+        .collect()
+}
+
 /// Listings of the task list at most in [`for_each_thread_until_stable`].
 const MAX_THREAD_SCANS: usize = 32;
 

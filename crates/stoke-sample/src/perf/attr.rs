@@ -202,6 +202,28 @@ impl AttrSpec {
     }
 }
 
+/// `PERF_COUNT_SW_TASK_CLOCK`.
+const SW_TASK_CLOCK: u64 = 1;
+
+/// A counting (never sampling) `task-clock` event that follows the task's
+/// threads and children (`inherit`), enabled at the task's exec when
+/// `enable_on_exec`: read at the end, it gives the CPU time the task tree
+/// used.
+pub(crate) fn task_clock_attr(enable_on_exec: bool) -> PerfEventAttr {
+    let mut flags = flag::DISABLED | flag::INHERIT | flag::EXCLUDE_HV;
+    if enable_on_exec {
+        flags |= flag::ENABLE_ON_EXEC;
+    }
+    PerfEventAttr {
+        kind: TYPE_SOFTWARE,
+        size: std::mem::size_of::<PerfEventAttr>() as u32,
+        config: SW_TASK_CLOCK,
+        flags,
+        read_format: FORMAT_TOTAL_TIME_RUNNING,
+        ..PerfEventAttr::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

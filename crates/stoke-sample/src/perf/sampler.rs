@@ -49,6 +49,20 @@ impl CpuRing {
         Ok(())
     }
 
+    /// Appends the buffer's unread records to `out`; returns the bytes read.
+    pub(crate) fn read_into(&mut self, out: &mut Vec<u8>) -> usize {
+        self.ring.read_into(out)
+    }
+
+    /// Enables or disables every event of this buffer.
+    pub(crate) fn set_enabled(&self, on: bool) -> Result<(), SampleError> {
+        self.for_each_fd(if on {
+            sys::perf::enable
+        } else {
+            sys::perf::disable
+        })
+    }
+
     fn for_each_fd(
         &self,
         mut f: impl FnMut(&OwnedFd) -> io::Result<()>,

@@ -90,6 +90,11 @@ pub fn attach(
         options,
         keep_perf_error,
         || {
+            if let Some(sampler) = per_cpu(options, || {
+                crate::perf::system_targets::attach_per_cpu(&[pid], options)
+            })? {
+                return Ok((Box::new(sampler), None, Vec::new()));
+            }
             Ok((
                 Box::new(PerfSampler::attach(pid, options)?),
                 None,
@@ -117,6 +122,11 @@ pub fn launch(
         options,
         false,
         || {
+            if let Some((sampler, child)) = per_cpu(options, || {
+                crate::perf::system_targets::launch_per_cpu(command, options)
+            })? {
+                return Ok((Box::new(sampler), Some(child), Vec::new()));
+            }
             let (sampler, child) = PerfSampler::launch(command, options)?;
             Ok((Box::new(sampler), Some(child), Vec::new()))
         },
@@ -129,6 +139,23 @@ pub fn launch(
             Ok((Box::new(sampler), Some(child), warnings))
         },
     )
+}
+
+/// Opens the per-CPU sampler when the options ask for it and it is
+/// allowed: `Ok(None)` where per-CPU events are refused (the caller uses
+/// per-task events), and for wall-clock mode.
+fn per_cpu<T>(
+    options: &SamplerOptions,
+    open: impl FnOnce() -> Result<T, SampleError>,
+) -> Result<Option<T>, SampleError> {
+    if !options.per_cpu || options.mode == SampleMode::Wall {
+        return Ok(None);
+    }
+    match open() {
+        Ok(opened) => Ok(Some(opened)),
+        Err(SampleError::PermissionDenied { .. }) => Ok(None),
+        Err(err) => Err(err),
+    }
 }
 
 /// A sampler, the launched command, and what that command cannot do under

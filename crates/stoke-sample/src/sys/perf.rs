@@ -40,6 +40,36 @@ pub(crate) fn perf_event_open(attr: &PerfEventAttr, pid: i32, cpu: i32) -> io::R
     Ok(unsafe { OwnedFd::from_raw_fd(ret as libc::c_int) })
 }
 
+/// `PERF_FLAG_PID_CGROUP`: the pid argument is a cgroup folder's descriptor.
+const PERF_FLAG_PID_CGROUP: libc::c_ulong = 1 << 2;
+
+/// Opens one event on CPU `cpu` counting only tasks of the cgroup (v2)
+/// folder open as `cgroup` (perf's `-G`).
+pub(crate) fn perf_event_open_cgroup(
+    attr: &PerfEventAttr,
+    cgroup: &OwnedFd,
+    cpu: i32,
+) -> io::Result<OwnedFd> {
+    // SAFETY: as in `perf_event_open`; the pid argument is an open
+    // descriptor of a cgroup folder, which the kernel only reads.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            attr as *const PerfEventAttr,
+            cgroup.as_raw_fd() as libc::pid_t,
+            cpu as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC | PERF_FLAG_PID_CGROUP,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the syscall succeeded, so `ret` is a new descriptor that
+    // nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as libc::c_int) })
+}
+
 fn ioctl(fd: &OwnedFd, request: libc::c_ulong, arg: libc::c_ulong) -> io::Result<()> {
     // SAFETY: `fd` is an open perf event descriptor and the requests used in
     // this module take an integer argument (no pointer).

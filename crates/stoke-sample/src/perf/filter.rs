@@ -1,0 +1,206 @@
+//! Which records of per-CPU events concern the target.
+//!
+//! Per-CPU events with no task see every process. A [`TaskFilter`] keeps
+//! what the caller asked for: everything (`-a`, idle left out unless
+//! asked), or a set of processes kept up to date from the records
+//! themselves: a fork by a member adds the child, the exit of a member's
+//! main thread removes it, and an exec whose new name matches a pattern
+//! adds the process (`--name` with `--follow-new`). Pure: records in,
+//! decisions out.
+
+use std::collections::HashSet;
+
+use stoke_model::Pid;
+
+use crate::{Event, NamePattern};
+
+/// What a [`TaskFilter`] keeps.
+#[derive(Clone, Debug)]
+pub(crate) enum Keep {
+    /// Every process (and the idle task when `idle`).
+    All {
+        /// Whether samples of the idle task (pid 0) are kept.
+        idle: bool,
+    },
+    /// The processes in the set, and the children they start.
+    Processes {
+        /// The members.
+        pids: HashSet<Pid>,
+        /// A launched command's pid: nothing of it is kept before its
+        /// exec (the moment the per-task sampler would enable at).
+        awaiting_exec: Option<Pid>,
+        /// Processes that exec into a matching name join the set.
+        follow_new: Option<NamePattern>,
+    },
+}
+
+/// Decides, record by record in time order, which records to keep.
+#[derive(Clone, Debug)]
+pub(crate) struct TaskFilter {
+    keep: Keep,
+}
+
+impl TaskFilter {
+    /// A filter keeping `keep`.
+    pub(crate) fn new(keep: Keep) -> TaskFilter {
+        TaskFilter { keep }
+    }
+
+    /// Whether any process is still followed (always for [`Keep::All`]).
+    pub(crate) fn follows_anything(&self) -> bool {
+        match &self.keep {
+            Keep::All { .. } => true,
+            Keep::Processes {
+                pids, follow_new, ..
+            } => !pids.is_empty() || follow_new.is_some(),
+        }
+    }
+
+    /// Whether `event` is kept; updates the set from forks, execs and exits.
+    pub(crate) fn keep(&mut self, event: &Event) -> bool {
+        let Keep::Processes {
+            pids,
+            awaiting_exec,
+            follow_new,
+        } = &mut self.keep
+        else {
+            let Keep::All { idle } = self.keep else {
+                return true;
+            };
+            return match event {
+                Event::Sample(s) => idle || s.pid.0 != 0,
+                _ => true,
+            };
+        };
+        match event {
+            Event::Lost { .. } => true,
+            Event::Fork { pid, ppid, .. } => {
+                if pids.contains(ppid) && *awaiting_exec != Some(*ppid) {
+                    pids.insert(*pid);
+                }
+                pids.contains(pid)
+            }
+            Event::Comm {
+                pid, name, exec, ..
+            } => {
+                if *exec && *awaiting_exec == Some(*pid) {
+                    *awaiting_exec = None;
+                }
+                if *exec && follow_new.as_ref().is_some_and(|p| p.matches(name, None)) {
+                    pids.insert(*pid);
+                }
+                pids.contains(pid) && *awaiting_exec != Some(*pid)
+            }
+            Event::Exit { pid, tid } => {
+                let member = pids.contains(pid);
+                if member && tid.0 == pid.0 {
+                    pids.remove(pid);
+                }
+                member
+            }
+            Event::Mmap { pid, .. } => pids.contains(pid) && *awaiting_exec != Some(*pid),
+            Event::Sample(s) => pids.contains(&s.pid) && *awaiting_exec != Some(s.pid),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Sample;
+    use stoke_model::Tid;
+
+    fn sample(pid: u32) -> Event {
+        Event::Sample(Sample {
+            pid: Pid(pid),
+            tid: Tid(pid),
+            ..Sample::default()
+        })
+    }
+
+    fn fork(pid: u32, ppid: u32) -> Event {
+        Event::Fork {
+            pid: Pid(pid),
+            ppid: Pid(ppid),
+            tid: Tid(pid),
+            ptid: Tid(ppid),
+        }
+    }
+
+    fn processes(pids: &[u32], awaiting: Option<u32>) -> TaskFilter {
+        TaskFilter::new(Keep::Processes {
+            pids: pids.iter().map(|&p| Pid(p)).collect(),
+            awaiting_exec: awaiting.map(Pid),
+            follow_new: None,
+        })
+    }
+
+    #[test]
+    fn everything_but_idle_unless_asked() {
+        let mut all = TaskFilter::new(Keep::All { idle: false });
+        assert!(all.keep(&sample(42)));
+        assert!(!all.keep(&sample(0)));
+        let mut idle = TaskFilter::new(Keep::All { idle: true });
+        assert!(idle.keep(&sample(0)));
+    }
+
+    #[test]
+    fn children_of_members_join_and_leave_at_exit() {
+        let mut f = processes(&[10], None);
+        assert!(!f.keep(&sample(11)));
+        assert!(f.keep(&fork(11, 10)));
+        assert!(f.keep(&sample(11)));
+        // A thread of a member is no new process.
+        assert!(f.keep(&Event::Fork {
+            pid: Pid(11),
+            ppid: Pid(11),
+            tid: Tid(12),
+            ptid: Tid(11)
+        }));
+        assert!(f.keep(&Event::Exit {
+            pid: Pid(11),
+            tid: Tid(12)
+        }));
+        assert!(f.keep(&sample(11)));
+        assert!(f.keep(&Event::Exit {
+            pid: Pid(11),
+            tid: Tid(11)
+        }));
+        assert!(!f.keep(&sample(11)), "a reused pid is not followed");
+        assert!(!f.keep(&fork(20, 30)));
+        assert!(f.follows_anything());
+    }
+
+    #[test]
+    fn a_launched_command_is_kept_from_its_exec() {
+        let mut f = processes(&[7], Some(7));
+        assert!(!f.keep(&sample(7)));
+        let exec = Event::Comm {
+            pid: Pid(7),
+            tid: Tid(7),
+            name: "prog".into(),
+            exec: true,
+        };
+        assert!(f.keep(&exec));
+        assert!(f.keep(&sample(7)));
+    }
+
+    #[test]
+    fn new_processes_matching_a_name_join() {
+        let mut f = TaskFilter::new(Keep::Processes {
+            pids: HashSet::new(),
+            awaiting_exec: None,
+            follow_new: Some(NamePattern::new("work*")),
+        });
+        assert!(!f.keep(&sample(5)));
+        let exec = |name: &str| Event::Comm {
+            pid: Pid(5),
+            tid: Tid(5),
+            name: name.into(),
+            exec: true,
+        };
+        assert!(!f.keep(&exec("other")));
+        assert!(f.keep(&exec("worker")));
+        assert!(f.keep(&sample(5)));
+    }
+}
