@@ -151,11 +151,49 @@ pub enum DebugInfo {
     stoke record -o flame.svg -- python3 script.py\n  \
     stoke record -p $(pidof myserver) -d 30 -o server.svg\n  \
     stoke record -o - -- xz -9 -k big.tar | inferno-flamegraph > flame.svg")]
-#[command(group = clap::ArgGroup::new("target").required(true).args(["pid", "command"]))]
+#[command(group = clap::ArgGroup::new("target").required(true).multiple(true)
+    .args(["pid", "command", "all_cpus", "cgroup", "name"]))]
 pub struct RecordArgs {
-    /// Attach to this running process (all its threads, and threads it starts later).
-    #[arg(short, long, value_name = "PID")]
-    pub pid: Option<u32>,
+    /// Attach to this running process (all its threads, and threads it
+    /// starts later); several as `-p 1,2,3`.
+    #[arg(short, long, value_name = "PID", value_delimiter = ',', num_args = 1,
+          conflicts_with_all = ["command", "all_cpus", "cgroup", "name"])]
+    pub pid: Vec<u32>,
+
+    /// Every CPU: every process and kernel thread, for --duration, until
+    /// Ctrl-C, or for the life of a COMMAND given too. Each process is a
+    /// root frame. Needs perf_event_paranoid <= 0, CAP_PERFMON or root.
+    #[arg(short = 'a', long)]
+    pub all_cpus: bool,
+
+    /// Only the tasks of this cgroup v2 folder (a container, a systemd
+    /// unit), on every CPU, as perf's -G: an absolute path or one relative
+    /// to the cgroup2 mount (e.g. system.slice/nginx.service).
+    #[arg(short = 'G', long, value_name = "PATH", conflicts_with_all = ["all_cpus", "name"])]
+    pub cgroup: Option<PathBuf>,
+
+    /// Every process whose command name or executable's file name matches
+    /// PATTERN (`*` and `?` wildcards), as running at start.
+    #[arg(long, value_name = "PATTERN", conflicts_with_all = ["all_cpus", "command"])]
+    pub name: Option<String>,
+
+    /// With --name: also processes that start later (exec into a matching name).
+    #[arg(long, requires = "name")]
+    pub follow_new: bool,
+
+    /// With -a: keep the idle task's samples, as an `[idle]` root.
+    #[arg(long, requires = "all_cpus")]
+    pub idle: bool,
+
+    /// Name each process root `name-PID`, so processes of one name stay apart.
+    #[arg(long)]
+    pub per_process: bool,
+
+    /// Sample a command or process with per-task events even where per-CPU
+    /// events are allowed (then threads that live less than a sample
+    /// period are not sampled).
+    #[arg(long)]
+    pub per_task_events: bool,
 
     /// Samples per second (per thread on a CPU).
     #[arg(short = 'F', long, value_name = "HZ", default_value_t = 999,

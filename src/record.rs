@@ -6,7 +6,8 @@ use std::time::{Instant, SystemTime};
 
 use stoke_model::Pid;
 use stoke_record::{
-    Control, Progress, RecordOptions, Recording, Session, StopReason, Target, UnwindMode,
+    Control, NamePattern, Progress, RecordOptions, Recording, Session, StopReason, SystemScope,
+    Target, UnwindMode,
 };
 use stoke_sample::{ChildStdout, CommandSpec, SamplerOptions, StackCapture};
 
@@ -15,17 +16,16 @@ use crate::output::{self, Render};
 use crate::{signals, summary};
 
 pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
-    let mut target = match (args.pid, args.command.split_first()) {
-        (Some(pid), _) => Target::Pid(Pid(pid)),
-        (None, Some((program, rest))) => {
-            Target::Command(CommandSpec::new(program.clone(), rest.to_vec()))
-        }
-        (None, None) => anyhow::bail!("nothing to profile: give -p PID or -- COMMAND"),
-    };
+    let mut target = target_of(&args)?;
     let outputs = output::resolve(&args.outputs, args.format, &default_stem(&target))?;
     // A profile on stdout is not mixed with the command's own output: that
     // goes to stderr.
-    if let Target::Command(spec) = &mut target {
+    if let Target::Command(spec)
+    | Target::System {
+        command: Some(spec),
+        ..
+    } = &mut target
+    {
         if outputs.iter().any(output::Output::is_stdout) {
             spec.stdout = ChildStdout::Stderr;
         }
@@ -52,6 +52,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
                 Mode::Cpu => stoke_record::SampleMode::Cpu,
                 Mode::Wall => stoke_record::SampleMode::Wall,
             },
+            per_cpu: !args.per_task_events,
             ..SamplerOptions::default()
         },
         backend: match args.backend {
@@ -65,6 +66,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             Python::Off => stoke_record::PythonMode::Off,
         },
         duration: args.duration,
+        per_process: args.per_process,
         symbolize: stoke_record::SymbolizeOptions {
             lines: args.lines,
             debug_dirs: args.debug_dirs.clone(),
@@ -77,7 +79,14 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     }
     signals::install()?;
     let session = Session::start(&target, options)?;
-    if matches!(target, Target::Command(_)) {
+    if matches!(
+        target,
+        Target::Command(_)
+            | Target::System {
+                command: Some(_),
+                ..
+            }
+    ) {
         signals::forward_sigint_to(session.pid().0);
     }
     if let Some(reason) = session.fallback() {
@@ -86,9 +95,12 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     for warning in session.launch_warnings() {
         eprintln!("stoke: warning: {warning}");
     }
+    let what = match &target {
+        Target::System { .. } => session.title().to_string(),
+        _ => format!("pid {}", session.pid()),
+    };
     eprintln!(
-        "stoke: recording pid {} with {}; Ctrl-C to stop",
-        session.pid(),
+        "stoke: recording {what} with {}; Ctrl-C to stop",
         session.description()
     );
     let live = std::io::stderr().is_terminal();
@@ -194,11 +206,48 @@ fn exit_code(recording: &Recording) -> u8 {
     }
 }
 
+/// What `stoke record` was asked to profile.
+fn target_of(args: &RecordArgs) -> anyhow::Result<Target> {
+    let command = args
+        .command
+        .split_first()
+        .map(|(program, rest)| CommandSpec::new(program.clone(), rest.to_vec()));
+    let scope = if args.all_cpus {
+        SystemScope::All { idle: args.idle }
+    } else if let Some(path) = &args.cgroup {
+        SystemScope::Cgroup(path.clone())
+    } else if let Some(pattern) = &args.name {
+        SystemScope::Name {
+            pattern: NamePattern::new(pattern),
+            follow_new: args.follow_new,
+        }
+    } else if args.pid.len() > 1 {
+        SystemScope::Pids(args.pid.iter().map(|&p| Pid(p)).collect())
+    } else {
+        return Ok(match (args.pid.first(), command) {
+            (Some(&pid), _) => Target::Pid(Pid(pid)),
+            (None, Some(command)) => Target::Command(command),
+            (None, None) => {
+                anyhow::bail!("nothing to profile: give -p PID, -a, --cgroup, --name or -- COMMAND")
+            }
+        });
+    };
+    Ok(Target::System { scope, command })
+}
+
 /// `stoke-<name>-<UTC time>`, the default output name.
 fn default_stem(target: &Target) -> String {
     let name = match target {
         Target::Pid(pid) => stoke_sample::procfs::thread_name(*pid, (*pid).into())
             .unwrap_or_else(|| pid.to_string()),
+        Target::System { scope, .. } => match scope {
+            SystemScope::All { .. } => "all".to_string(),
+            SystemScope::Pids(_) => "pids".to_string(),
+            SystemScope::Name { pattern, .. } => pattern.as_str().to_string(),
+            SystemScope::Cgroup(path) => path
+                .file_name()
+                .map_or_else(|| "cgroup".into(), |n| n.to_string_lossy().into_owned()),
+        },
         Target::Command(spec) => std::path::Path::new(&spec.program)
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

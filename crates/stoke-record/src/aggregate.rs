@@ -55,6 +55,8 @@ pub struct Aggregator {
     user_scratch: Vec<FrameAddress>,
     pub(crate) python: PythonFrames,
     python_scratch: Vec<(usize, Vec<RawFrame>)>,
+    /// Whether process names carry the pid (`name-PID`, `--per-process`).
+    pid_in_process_names: bool,
 }
 
 impl Aggregator {
@@ -92,6 +94,7 @@ impl Aggregator {
             scratch: Vec::new(),
             python: PythonFrames::new(PythonMode::Off),
             python_scratch: Vec::new(),
+            pid_in_process_names: false,
         }
     }
 
@@ -140,6 +143,12 @@ impl Aggregator {
             }
             Event::Lost { count } => self.lost += count,
         }
+    }
+
+    /// Names each process `name-PID` from now on, so that processes of
+    /// the same name stay apart (`--per-process`).
+    pub fn name_processes_with_pid(&mut self) {
+        self.pid_in_process_names = true;
     }
 
     /// Samples counted so far.
@@ -306,7 +315,12 @@ impl Aggregator {
         let key = ThreadKey {
             pid,
             tid,
-            process_name: self.processes.process_name(pid, facts),
+            process_name: self.processes.process_name(pid, facts).map(|name| {
+                match self.pid_in_process_names && pid.0 != 0 {
+                    true => format!("{name}-{pid}"),
+                    false => name,
+                }
+            }),
             thread_name: self.processes.thread_name(pid, tid, facts),
         };
         // The same thread with the same names gets its old id back.

@@ -38,6 +38,7 @@ use std::time::Duration;
 use stoke_model::Pid;
 pub use stoke_sample::{Backend, SampleMode};
 use stoke_sample::{CommandSpec, SampleError, SamplerOptions};
+pub use stoke_sample::{NamePattern, SystemScope};
 pub use stoke_symbolize::SymbolizeOptions;
 pub use stoke_unwind::UnwindMode;
 
@@ -48,6 +49,14 @@ pub enum Target {
     Pid(Pid),
     /// A command to start and profile from its first instruction.
     Command(CommandSpec),
+    /// Several processes, or the whole machine, with per-CPU events; with
+    /// a command, recording lasts the command's life.
+    System {
+        /// Which processes.
+        scope: SystemScope,
+        /// A command to run meanwhile.
+        command: Option<CommandSpec>,
+    },
 }
 
 /// Options of a recording session.
@@ -65,6 +74,8 @@ pub struct RecordOptions {
     pub backend: Backend,
     /// Whether Python frames are read from CPython targets.
     pub python: PythonMode,
+    /// Whether each process's root frame carries its pid (`name-PID`).
+    pub per_process: bool,
 }
 
 /// Why a session failed.

@@ -160,6 +160,8 @@ pub(crate) fn looks_like_python(target: &Target) -> bool {
             stoke_python::detect(pid.0 as i32, &open_target_file),
             Ok(Some(_))
         ),
+        // Waking for every sample of every process would cost too much.
+        Target::System { .. } => false,
         Target::Command(spec) => {
             let named = |s: &std::ffi::OsStr| {
                 Path::new(s)

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use stoke_model::Pid;
 use stoke_profile::{Metadata, Profile};
-use stoke_sample::{Child, Sampler, Started};
+use stoke_sample::{Child, CommandSpec, Sampler, Started};
 use stoke_symbolize::Symbolizer;
 
 use crate::aggregate::{Aggregator, StackStats};
@@ -114,6 +114,25 @@ pub struct Recording {
     pub fallback: Option<String>,
 }
 
+/// The profile's title for a system-wide recording: `all CPUs`,
+/// `pids 1,2`, `processes named x`, `cgroup P`, with ` (while CMD)`.
+fn system_title(scope: &stoke_sample::SystemScope, command: Option<&CommandSpec>) -> String {
+    use stoke_sample::SystemScope;
+    let what = match scope {
+        SystemScope::All { .. } => "all CPUs".to_string(),
+        SystemScope::Pids(pids) => {
+            let list: Vec<String> = pids.iter().map(ToString::to_string).collect();
+            format!("pids {}", list.join(","))
+        }
+        SystemScope::Name { pattern, .. } => format!("processes named {}", pattern.as_str()),
+        SystemScope::Cgroup(path) => format!("cgroup {}", path.display()),
+    };
+    match command {
+        Some(command) => format!("{what} (while {})", command.display()),
+        None => what,
+    }
+}
+
 /// A recording in progress.
 pub struct Session {
     sampler: Box<dyn Sampler>,
@@ -143,6 +162,15 @@ impl Session {
                 let started = stoke_sample::launch(options.backend, spec, &options.sampler)?;
                 (started, spec.display())
             }
+            Target::System { scope, command } => {
+                let started = stoke_sample::system(
+                    options.backend,
+                    scope,
+                    command.as_ref(),
+                    &options.sampler,
+                )?;
+                (started, system_title(scope, command.as_ref()))
+            }
         };
         let Started {
             sampler,
@@ -150,7 +178,10 @@ impl Session {
             fallback,
             warnings: launch_warnings,
         } = started;
-        let aggregator = Aggregator::with_python(options.unwind, options.python);
+        let mut aggregator = Aggregator::with_python(options.unwind, options.python);
+        if options.per_process {
+            aggregator.name_processes_with_pid();
+        }
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
         // Its perf map may be read after it exited: trust its owner's.
         symbolizer.remember_owner(sampler.target());
@@ -184,6 +215,12 @@ impl Session {
     /// setuid program under ptrace…), one line each.
     pub fn launch_warnings(&self) -> &[String] {
         &self.launch_warnings
+    }
+
+    /// What is recorded, as the profile's metadata names it (`pid N (name)`,
+    /// the command line, `all CPUs`…).
+    pub fn title(&self) -> &str {
+        &self.command
     }
 
     /// The target's pid.

@@ -283,6 +283,9 @@ pub fn open_mapped_file(pid: Pid, mapping: &Mapping) -> Result<std::fs::File, Mo
     if let Ok(file) = open_regular(&map_files_path(pid, mapping), Follow::Yes) {
         return Ok(file);
     }
+    if let Some(file) = open_after_exit(pid, path, mapping) {
+        return Ok(file);
+    }
     Err(match by_path {
         Ok(_) => ModuleOpenError::Mismatch { path: path.clone() },
         Err(source) => ModuleOpenError::Unreadable {
@@ -290,6 +293,20 @@ pub fn open_mapped_file(pid: Pid, mapping: &Mapping) -> Result<std::fs::File, Mo
             source,
         },
     })
+}
+
+/// A short-lived process (seen under per-CPU events) may be gone before
+/// its first sample is read: its binary is then opened by path in stoke's
+/// own root, and only when that file is provably the one mapped (its
+/// device and inode, or the build-id the caller checks, from the mapping
+/// record). Never for a process that still exists.
+fn open_after_exit(pid: Pid, path: &Path, mapping: &Mapping) -> Option<std::fs::File> {
+    let known = (mapping.inode != 0 && mapping.dev != 0) || mapping.build_id.is_some();
+    if !known || Path::new(&format!("/proc/{pid}")).exists() {
+        return None;
+    }
+    let file = open_regular(path, Follow::No).ok()?;
+    is_mapped_file(&file, mapping).then_some(file)
 }
 
 /// `/proc/PID/map_files/START-END` of a mapping.

@@ -27,9 +27,9 @@ pub(crate) enum Tasks {
 pub(crate) fn permission_message() -> String {
     let paranoid = paranoid_level().map_or_else(|| "unknown".to_string(), |p| p.to_string());
     format!(
-        "profiling every CPU needs perf_event_paranoid <= 0, CAP_PERFMON or root \
-         (perf_event_paranoid is {paranoid}): run as root, grant CAP_PERFMON, or run \
-         `sysctl kernel.perf_event_paranoid=0`"
+        "per-CPU events (for -a, --cgroup, --name and several pids) need \
+         perf_event_paranoid <= 0, CAP_PERFMON or root (perf_event_paranoid is {paranoid}): \
+         run as root, grant CAP_PERFMON, or run `sysctl kernel.perf_event_paranoid=0`"
     )
 }
 
@@ -65,8 +65,11 @@ pub(crate) fn open_per_cpu(
     tasks: &Tasks,
 ) -> Result<(Chosen, Vec<CpuRing>), SampleError> {
     let cpus = online_cpus()?;
+    // Every CPU is sampled all the time: buffers for a quarter second at
+    // the full rate (three times the per-task size), so that a consumer
+    // busy naming or unwinding loses nothing.
     let mut size = ring_size(
-        options.frequency,
+        options.frequency.saturating_mul(3),
         options.stack,
         options.ring_pages,
         cpus.len(),
