@@ -17,8 +17,10 @@ fn summary_lines(stderr: &str) -> Vec<&str> {
 
 #[test]
 fn short_lived_threads_that_escape_sampling_are_reported() {
+    // Per-task events (what an unprivileged user gets; root gets per-CPU
+    // events, which sample these threads: tests/system.rs).
     let fixture = c_fixture("short_threads", Build::FramePointers);
-    let recording = record_command(&[], &[fixture.to_str().unwrap(), "1"]);
+    let recording = record_command(&["--per-task-events"], &[fixture.to_str().unwrap(), "1"]);
     let stderr = &recording.outcome.stderr;
     let line = summary_lines(stderr)
         .into_iter()

@@ -155,3 +155,26 @@ fn another_users_process_is_refused_for_that_reason() {
         "the ptrace fallback's advice replaced the real cause\n{outcome}"
     );
 }
+
+#[test]
+fn all_cpus_is_refused_with_what_it_needs() {
+    if let Some(why) = cannot_drop_privileges() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let Some(level @ 1..) = paranoid() else {
+        eprintln!("skipped: perf_event_paranoid is 0 or below, so nobody may record every CPU");
+        return;
+    };
+    let (dir, stoke) = staging(&[]);
+    let outcome =
+        run(as_nobody(dir.path(), &stoke).args(["record", "-a", "-d", "1", "-o", "out/x.folded"]));
+    common::assert_stoke_error(
+        &outcome,
+        Some(1),
+        &[
+            "perf_event_paranoid <= 0, CAP_PERFMON or root",
+            &format!("perf_event_paranoid is {level}"),
+        ],
+    );
+}

@@ -1,0 +1,267 @@
+//! Several processes and the whole machine: `-a`, `-p a,b`, `--name`,
+//! `--cgroup`, short-lived processes, and per-CPU sampling of a command's
+//! short-lived threads.
+//!
+//! Per-CPU events need root (or CAP_PERFMON, or perf_event_paranoid <= 0):
+//! each test that needs them skips, saying so, where they are refused.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{
+    assert_stoke_error, c_fixture, c_fixture_named, c_fixture_with_flags, record_command, run,
+    stoke_record, Build, Folded, LiveFixture, MeasuredSplit, HZ,
+};
+
+/// Why per-CPU events cannot be used here, if they cannot.
+fn per_cpu_refused() -> Option<String> {
+    let root = nix::unistd::geteuid().as_raw() == 0;
+    let paranoid: Option<i32> = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    match (root, paranoid) {
+        (true, _) | (_, Some(..=0)) => None,
+        _ => Some("per-CPU events need root or perf_event_paranoid <= 0".into()),
+    }
+}
+
+macro_rules! needs_per_cpu {
+    () => {
+        if let Some(why) = per_cpu_refused() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+    };
+}
+
+/// Runs `stoke record -F 999 -o DIR/out.folded ARGS` and reads the output.
+fn record(args: &[&str]) -> (common::Outcome, Folded, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.folded");
+    let mut cmd = stoke_record(dir.path());
+    cmd.args(["-F", HZ, "-o"]).arg(&out).args(args);
+    let outcome = run(&mut cmd);
+    outcome.assert_success();
+    let folded = Folded::read(&out);
+    (outcome, folded, dir)
+}
+
+/// The share of `hot` in hot + cold samples of one process's stacks.
+fn hot_share(folded: &Folded, process: &str) -> (f64, u64) {
+    folded.of_process(process).split("hot", "cold")
+}
+
+#[test]
+fn all_cpus_shows_each_process_with_its_own_split() {
+    needs_per_cpu!();
+    // Two programs with different known splits run side by side for the
+    // life of the recording: each is a root with its own split.
+    let even = c_fixture_with_flags(
+        "cpu_split",
+        Build::FramePointers,
+        "split_even",
+        &["-DHOT_WEIGHT=1"],
+    );
+    let skewed = c_fixture_named("cpu_split", Build::FramePointers, "split_skewed");
+    let dir = tempfile::tempdir().unwrap();
+    let script = format!(
+        "{} 2.5 > {d}/even.txt & {} 2.5 > {d}/skewed.txt & wait",
+        even.display(),
+        skewed.display(),
+        d = dir.path().display()
+    );
+    let (outcome, folded, _out) = record(&["-a", "--", "sh", "-c", &script]);
+    let roots = folded.roots();
+    assert!(
+        roots.contains("split_even") && roots.contains("split_skewed"),
+        "roots: {roots:?}\n{}",
+        outcome.stderr
+    );
+    for (name, file) in [("split_even", "even.txt"), ("split_skewed", "skewed.txt")] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        let truth = MeasuredSplit::from_output(&text);
+        let (hot, samples) = hot_share(&folded, name);
+        assert!(
+            samples >= 1500,
+            "{name}: only {samples} samples in hot or cold"
+        );
+        assert!(
+            (hot - truth.hot).abs() <= 0.03,
+            "{name}: hot has {:.1} % of hot+cold samples, it measured {:.1} % ({samples} samples)",
+            hot * 100.0,
+            truth.hot * 100.0
+        );
+    }
+    assert!(
+        !roots.contains("[idle]"),
+        "the idle task is left out unless asked: {roots:?}"
+    );
+}
+
+/// Two busy live fixtures of distinct names, and a third that must not
+/// be recorded.
+fn three_fixtures() -> [LiveFixture; 3] {
+    ["sys_one", "sys_two", "sys_other"].map(|name| {
+        let mut cmd = Command::new(c_fixture_named("threads", Build::FramePointers, name));
+        cmd.arg("1");
+        LiveFixture::spawn(cmd)
+    })
+}
+
+#[test]
+fn several_pids_are_recorded_and_nothing_else() {
+    needs_per_cpu!();
+    let [one, two, _other] = three_fixtures();
+    let pids = format!("{},{}", one.pid(), two.pid());
+    let (outcome, folded, _dir) = record(&["-p", &pids, "-d", "1.5"]);
+    let roots: Vec<&str> = folded.roots().into_iter().collect();
+    assert_eq!(roots, ["sys_one", "sys_two"], "{}", outcome.stderr);
+}
+
+#[test]
+fn a_name_pattern_records_every_matching_process_and_nothing_else() {
+    needs_per_cpu!();
+    let _fixtures = three_fixtures();
+    let (outcome, folded, _dir) = record(&["--name", "sys_t*o", "-d", "1.5"]);
+    let roots: Vec<&str> = folded.roots().into_iter().collect();
+    assert_eq!(roots, ["sys_two"], "{}", outcome.stderr);
+    let (outcome, folded, _dir) = record(&["--name", "sys_one", "--per-process", "-d", "1.5"]);
+    let roots: Vec<&str> = folded.roots().into_iter().collect();
+    assert_eq!(
+        roots,
+        [format!("sys_one-{}", _fixtures[0].pid())],
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn a_name_that_matches_nothing_is_a_one_line_error() {
+    needs_per_cpu!();
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(stoke_record(dir.path()).args(["--name", "no-such-process-xyz", "-d", "1"]));
+    assert_stoke_error(&outcome, Some(1), &["no running process", "--follow-new"]);
+}
+
+/// A fresh cgroup v2 folder, removed on drop (its processes moved out).
+struct TestCgroup(PathBuf);
+
+impl TestCgroup {
+    /// Makes one under the cgroup2 mount, or says why it cannot.
+    fn new() -> Result<TestCgroup, String> {
+        let mounts = std::fs::read_to_string("/proc/mounts").map_err(|e| e.to_string())?;
+        let root = mounts
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+            })
+            .next()
+            .ok_or("no cgroup2 file system is mounted")?;
+        let dir = root.join(format!("stoke-test-{}", std::process::id()));
+        std::fs::create_dir(&dir)
+            .map_err(|e| format!("cannot make a cgroup under {}: {e}", root.display()))?;
+        Ok(TestCgroup(dir))
+    }
+
+    fn add(&self, pid: i32) -> Result<(), String> {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| format!("cannot move a process into {}: {e}", self.0.display()))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let parent = self.0.parent().map(|p| p.join("cgroup.procs"));
+        if let (Ok(procs), Some(parent)) =
+            (std::fs::read_to_string(self.0.join("cgroup.procs")), parent)
+        {
+            for pid in procs.lines() {
+                let _ = std::fs::write(&parent, pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+#[test]
+fn a_cgroup_records_only_the_process_moved_into_it() {
+    needs_per_cpu!();
+    let [inside, outside, _] = three_fixtures();
+    let cgroup = match TestCgroup::new().and_then(|c| c.add(inside.pid()).map(|()| c)) {
+        Ok(cgroup) => cgroup,
+        Err(why) => {
+            eprintln!("skipped: cgroup v2 is not writable here: {why}");
+            return;
+        }
+    };
+    let path = cgroup.path().to_str().unwrap().to_string();
+    let (outcome, folded, _dir) = record(&["--cgroup", &path, "-d", "1.5"]);
+    let roots: Vec<&str> = folded.roots().into_iter().collect();
+    assert_eq!(roots, ["sys_one"], "{}", outcome.stderr);
+    drop(outside);
+}
+
+#[test]
+fn a_loop_of_short_lived_commands_is_covered_and_named() {
+    needs_per_cpu!();
+    // 100 runs of a program using 10 ms of CPU each, one after another.
+    let short = c_fixture_named("cpu_split", Build::FramePointers, "short_split");
+    let script = format!(
+        "i=0; while [ $i -lt 100 ]; do {} 0.01 > /dev/null; i=$((i+1)); done",
+        short.display()
+    );
+    let (outcome, folded, _dir) = record(&["-a", "--", "sh", "-c", &script]);
+    let mine = folded.of_process("short_split");
+    let named = mine.count(|s| s.contains("hot") || s.contains("cold"));
+    // About 1 s of CPU: 1,000 samples are due; lost records on a busy
+    // machine may take some.
+    assert!(
+        mine.total() >= 500,
+        "only {} samples of the short commands\n{}",
+        mine.total(),
+        outcome.stderr
+    );
+    assert!(
+        named * 10 >= mine.total() * 8,
+        "{named} of {} samples of the short commands are in hot or cold",
+        mine.total()
+    );
+}
+
+#[test]
+fn short_lived_threads_are_sampled_with_per_cpu_events() {
+    needs_per_cpu!();
+    // 1,000 threads a second of 0.5 ms each, for 1 s of CPU time: per-task
+    // events sample almost none of them; per-CPU events all.
+    let fixture = c_fixture("short_threads", Build::FramePointers);
+    let recording = record_command(&[], &[fixture.to_str().unwrap(), "1"]);
+    let samples = recording.folded.total();
+    assert!(
+        samples >= 900,
+        "{samples} samples where about 1,000 were due\n{}",
+        recording.outcome.stderr
+    );
+    assert!(
+        !recording.outcome.stderr.contains("were expected"),
+        "{}",
+        recording.outcome.stderr
+    );
+}
+
+#[test]
+fn the_ptrace_backend_cannot_record_every_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    let outcome = run(stoke_record(dir.path()).args(["-a", "--backend", "ptrace", "-d", "1"]));
+    assert_stoke_error(
+        &outcome,
+        Some(1),
+        &["ptrace backend", "cannot record every CPU"],
+    );
+}
