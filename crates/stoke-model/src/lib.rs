@@ -3,11 +3,13 @@
 //! Design constraints: no I/O, no `unsafe`, no dependencies. Everything here is
 //! a value that crosses a crate boundary: process and thread ids, the kinds of
 //! address (absolute in a process, or relative to a file), the mappings that
-//! relate them, and the register file a sampler captures for the unwinder;
+//! relate them, the ELF load layout that turns file offsets into stated
+//! addresses, and the register file a sampler captures for the unwinder;
 //! and the quoting of a command line for display.
 #![forbid(unsafe_code)]
 
 mod address;
+pub mod layout;
 mod mapping;
 mod regs;
 mod shell;

@@ -9,6 +9,8 @@ use object::elf;
 use object::read::{CompressionFormat, SectionKind};
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags, SectionIndex};
 
+use stoke_model::layout::LoadSegment;
+
 use crate::symtab::{RawSymbol, SymbolSource};
 use crate::sys::Bytes;
 
@@ -47,35 +49,6 @@ pub(crate) enum LoadError {
     NotElf(PathBuf),
 }
 
-/// A `PT_LOAD` segment: the file range it maps and where it maps it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Segment {
-    /// `p_offset`.
-    pub(crate) offset: u64,
-    /// `p_filesz`.
-    pub(crate) file_size: u64,
-    /// `p_vaddr`.
-    pub(crate) vaddr: u64,
-}
-
-/// Converts a file offset to a stated virtual memory address (SVMA) with
-/// the segments that map the file.
-pub(crate) fn offset_to_svma(segments: &[Segment], offset: u64) -> Option<u64> {
-    segments
-        .iter()
-        .find(|s| offset >= s.offset && offset - s.offset < s.file_size)
-        .map(|s| s.vaddr.wrapping_add(offset - s.offset))
-}
-
-/// Converts a stated virtual memory address back to a file offset: the
-/// inverse of [`offset_to_svma`], for addresses the file holds bytes for.
-pub(crate) fn svma_to_offset(segments: &[Segment], svma: u64) -> Option<u64> {
-    segments
-        .iter()
-        .find(|s| svma >= s.vaddr && svma - s.vaddr < s.file_size)
-        .map(|s| s.offset + (svma - s.vaddr))
-}
-
 /// Opens a file the target (or its owner) may have planted, without ever
 /// blocking or opening anything but a regular file: `O_PATH` first (which
 /// opens no device and waits for no FIFO writer), a check that it is a
@@ -112,7 +85,7 @@ pub(crate) struct ElfImage {
     /// Its address size in bytes (4 or 8).
     pub(crate) address_size: u8,
     /// Its `PT_LOAD` segments.
-    pub(crate) segments: Vec<Segment>,
+    pub(crate) segments: Vec<LoadSegment>,
     /// Its GNU build-id note.
     pub(crate) build_id: Option<Vec<u8>>,
     /// `.gnu_debuglink`: file name and CRC32.
@@ -156,10 +129,15 @@ impl ElfImage {
             .segments()
             .map(|s| {
                 let (offset, file_size) = s.file_range();
-                Segment {
+                let executable = match s.flags() {
+                    object::SegmentFlags::Elf { p_flags, .. } => p_flags.contains(elf::PF_X),
+                    _ => false,
+                };
+                LoadSegment {
                     offset,
                     file_size,
                     vaddr: s.address(),
+                    executable,
                 }
             })
             .collect();
@@ -332,27 +310,5 @@ mod tests {
         assert_eq!(without_version("memcpy@GLIBC_2.2.5"), "memcpy");
         assert_eq!(without_version("malloc"), "malloc");
         assert_eq!(without_version("@weird"), "@weird");
-    }
-
-    #[test]
-    fn offsets_map_through_the_segment_that_holds_them() {
-        let segments = [
-            Segment {
-                offset: 0,
-                file_size: 0x1000,
-                vaddr: 0,
-            },
-            Segment {
-                offset: 0x1000,
-                file_size: 0x2000,
-                vaddr: 0x401000,
-            },
-        ];
-        assert_eq!(offset_to_svma(&segments, 0x10), Some(0x10));
-        assert_eq!(offset_to_svma(&segments, 0x1234), Some(0x401234));
-        assert_eq!(offset_to_svma(&segments, 0x3000), None);
-        assert_eq!(svma_to_offset(&segments, 0x401234), Some(0x1234));
-        assert_eq!(svma_to_offset(&segments, 0x10), Some(0x10));
-        assert_eq!(svma_to_offset(&segments, 0x403000), None);
     }
 }

@@ -129,7 +129,7 @@ fn prologue_count(image: &ElfImage, starts: &[u64]) -> (usize, usize) {
     let mut with = 0;
     let mut of = 0;
     for &start in starts.iter().step_by(step) {
-        let Some(offset) = crate::elf::svma_to_offset(&image.segments, start) else {
+        let Some(offset) = stoke_model::layout::svma_to_file_offset(&image.segments, start) else {
             continue;
         };
         let Some(code) = usize::try_from(offset)

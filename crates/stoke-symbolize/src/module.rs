@@ -7,7 +7,9 @@ use crate::cfi::FunctionBounds;
 use crate::debuginfo::DebugSearch;
 use crate::demangle::demangle;
 use crate::dwarf::{self, DwarfFrame};
-use crate::elf::{offset_to_svma, svma_to_offset, ElfImage, LoadError, Segment};
+use stoke_model::layout::{file_offset_to_svma, svma_to_file_offset, LoadSegment};
+
+use crate::elf::{ElfImage, LoadError};
 use crate::plt::CodeLayout;
 use crate::symtab::{SymbolSource, SymbolTable};
 use crate::{SymbolFrame, SymbolizeOptions, Symbolized, UnknownReason};
@@ -28,7 +30,7 @@ pub(crate) struct ModuleSource<'a> {
 
 /// A parsed module, ready for lookups.
 pub(crate) struct Module {
-    segments: Vec<Segment>,
+    segments: Vec<LoadSegment>,
     build_id: Option<Vec<u8>>,
     dwarf: Option<dwarf::Dwarf>,
     symbols: SymbolTable,
@@ -123,7 +125,7 @@ impl Module {
     /// Symbolizes one lookup address (a file offset, already moved inside
     /// the call for return addresses).
     pub(crate) fn symbolize(&self, offset: u64, options: &SymbolizeOptions) -> Symbolized {
-        let Some(svma) = offset_to_svma(&self.segments, offset) else {
+        let Some(svma) = file_offset_to_svma(&self.segments, offset) else {
             return Symbolized::Unknown(UnknownReason::NoSymbol);
         };
         let mut frames = match &self.dwarf {
@@ -177,7 +179,7 @@ impl Module {
         self.functions
             .as_ref()
             .and_then(|f| f.function_start(svma))
-            .and_then(|start| svma_to_offset(&self.segments, start))
+            .and_then(|start| svma_to_file_offset(&self.segments, start))
             .map_or(Symbolized::Unknown(UnknownReason::NoSymbol), |offset| {
                 Symbolized::Unnamed {
                     function_offset: offset,

@@ -14,6 +14,7 @@ use gimli::{
 };
 use object::read::elf::{ElfFile64, FileHeader, ProgramHeader};
 use object::{Endianness, Object, ObjectSection};
+use stoke_model::layout::{self, LoadSegment};
 
 use crate::hdr::HdrTable;
 use crate::UnwindInfoError;
@@ -46,15 +47,6 @@ enum SectionBytes {
 
 /// How much of the entry point counts as its stub ([`ModuleUnwindInfo::is_entry_stub`]).
 const ENTRY_STUB_BYTES: u64 = 64;
-
-/// One `PT_LOAD` program header.
-#[derive(Clone, Copy, Debug)]
-struct LoadSegment {
-    offset: u64,
-    vaddr: u64,
-    filesz: u64,
-    executable: bool,
-}
 
 /// Parsed unwind tables of one ELF module.
 ///
@@ -126,7 +118,7 @@ impl ModuleUnwindInfo {
                 loads.push(LoadSegment {
                     offset: ph.p_offset(endian),
                     vaddr: ph.p_vaddr(endian),
-                    filesz: ph.p_filesz(endian),
+                    file_size: ph.p_filesz(endian),
                     executable: ph.p_flags(endian).contains(object::elf::PF_X),
                 });
             } else if p_type == object::elf::PT_GNU_EH_FRAME {
@@ -236,7 +228,7 @@ impl ModuleUnwindInfo {
             loads: vec![LoadSegment {
                 offset: 0,
                 vaddr: 0,
-                filesz: u64::MAX,
+                file_size: u64::MAX,
                 executable: true,
             }],
             build_id: None,
@@ -254,30 +246,10 @@ impl ModuleUnwindInfo {
     }
 
     /// The stated virtual address (as in the ELF file) that file offset
-    /// `offset` is loaded at, from the `PT_LOAD` program headers.
-    ///
-    /// An offset in the page before a segment's (unaligned) start counts as
-    /// part of that segment, since mappings start on page boundaries. Where
-    /// an offset lies in several segments, an executable one wins: callers
-    /// convert the starts of executable mappings.
+    /// `offset` is loaded at, from the `PT_LOAD` program headers, by the
+    /// rule the symbolizer uses too ([`layout::file_offset_to_svma`]).
     pub fn file_offset_to_svma(&self, offset: u64) -> Option<u64> {
-        let within = |s: &LoadSegment, start: u64| {
-            offset >= start && offset - start < s.filesz.saturating_add(s.offset - start)
-        };
-        // The page at a segment boundary is often in two segments' ranges
-        // (the end of a read-only one and the start of the code): code is
-        // what callers map, so executable segments are asked first.
-        let in_kind = |executable: bool| {
-            let mut kind = self
-                .loads
-                .iter()
-                .filter(move |s| s.executable == executable);
-            kind.clone()
-                .find(|s| within(s, s.offset))
-                .or_else(|| kind.find(|s| within(s, s.offset & !0xfff)))
-        };
-        let seg = in_kind(true).or_else(|| in_kind(false))?;
-        Some(seg.vaddr.wrapping_sub(seg.offset).wrapping_add(offset))
+        layout::file_offset_to_svma(&self.loads, offset)
     }
 
     /// Whether `svma` lies in the first bytes of the module's ELF entry
@@ -371,9 +343,9 @@ fn eh_frame_from_hdr(
 ) -> Option<(Range<usize>, u64)> {
     let seg = loads
         .iter()
-        .find(|s| svma >= s.vaddr && svma - s.vaddr < s.filesz)?;
+        .find(|s| svma >= s.vaddr && svma - s.vaddr < s.file_size)?;
     let offset = seg.offset.checked_add(svma - seg.vaddr)?;
-    let end = seg.offset.checked_add(seg.filesz)?;
+    let end = seg.offset.checked_add(seg.file_size)?;
     Some((range_of(offset, end - offset, bytes.len())?, svma))
 }
 
@@ -408,33 +380,4 @@ fn index_lookup(index: &[IndexEntry], svma: u64) -> Option<usize> {
     let i = index.partition_point(|e| e.start <= svma).checked_sub(1)?;
     let e = index[i];
     (svma - e.start < e.len).then_some(e.offset)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_page_shared_by_two_segments_belongs_to_the_code() {
-        // lld's layout: the read-only segment ends inside the page where the
-        // code segment starts, and the code's address is a page above its offset.
-        let mut info = ModuleUnwindInfo::from_eh_frame(Vec::new(), 0);
-        info.loads = vec![
-            LoadSegment {
-                offset: 0,
-                vaddr: 0,
-                filesz: 0x1776c,
-                executable: false,
-            },
-            LoadSegment {
-                offset: 0x17770,
-                vaddr: 0x18770,
-                filesz: 0x43a00,
-                executable: true,
-            },
-        ];
-        assert_eq!(info.file_offset_to_svma(0x17000), Some(0x18000));
-        assert_eq!(info.file_offset_to_svma(0x17800), Some(0x18800));
-        assert_eq!(info.file_offset_to_svma(0x100), Some(0x100));
-    }
 }
