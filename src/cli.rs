@@ -29,6 +29,8 @@ pub struct Cli {
 pub enum Command {
     /// Profile a command or a running process and write a flame graph.
     Record(RecordArgs),
+    /// Watch the hottest functions of a running process or a command, live.
+    Top(crate::top::TopArgs),
     /// Print the top functions of a profile file (folded or pprof).
     Report(crate::report::ReportArgs),
     /// Convert or re-render a profile file (folded or pprof) without recording.

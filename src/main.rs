@@ -15,6 +15,7 @@ mod report;
 mod signals;
 mod summary;
 mod svg_args;
+mod top;
 
 use std::process::ExitCode;
 
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Convert(args) => convert::run(args),
         cli::Command::Diff(args) => diff::run(args),
         cli::Command::Doctor(args) => doctor::run(args),
+        cli::Command::Top(args) => top::run(args),
         cli::Command::Completions { shell } => print_completions(shell),
         cli::Command::Man { subcommand } => print_man_page(subcommand.as_deref()),
     };

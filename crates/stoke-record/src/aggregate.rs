@@ -30,6 +30,10 @@ pub struct StackStats {
     pub stack_limit_hits: u64,
 }
 
+/// A counted (thread, stack) pair, stable while an aggregator counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct CountKey(u32, u32);
+
 /// Consumes events and aggregates samples by (thread, address stack).
 ///
 /// A stack already seen costs no allocation: frames are built in a scratch
@@ -164,6 +168,16 @@ impl Aggregator {
     /// Every counted (thread, stack, samples), stacks leaf first, in no
     /// particular order.
     pub fn stacks(&self) -> Vec<(&ThreadKey, &[RawFrame], u64)> {
+        self.counted()
+            .into_iter()
+            .map(|(_, thread, frames, n)| (thread, frames, n))
+            .collect()
+    }
+
+    /// Every counted stack as [`Aggregator::stacks`] gives it, with a key
+    /// that stays the same for the same (thread, stack) as counting goes
+    /// on: a live view subtracts earlier counts by it.
+    pub fn counted(&self) -> Vec<(CountKey, &ThreadKey, &[RawFrame], u64)> {
         let mut frames: Vec<&[RawFrame]> = vec![&[]; self.stack_ids.len()];
         for (stack, id) in &self.stack_ids {
             frames[id.0 as usize] = stack;
@@ -172,6 +186,7 @@ impl Aggregator {
             .iter()
             .map(|(&(thread, stack), &n)| {
                 (
+                    CountKey(thread.0, stack.0),
                     &self.threads[thread.0 as usize],
                     frames[stack.0 as usize],
                     n,

@@ -15,6 +15,7 @@
 
 mod aggregate;
 mod facts;
+mod live;
 mod modules;
 mod processes;
 mod python;
@@ -25,8 +26,9 @@ mod sys;
 mod unwind;
 mod warning;
 
-pub use aggregate::{Aggregator, StackStats};
+pub use aggregate::{Aggregator, CountKey, StackStats};
 pub use facts::{LiveProcfs, ModuleUnavailable, ProcessFacts, ReplayFacts};
+pub use live::{LiveFrame, LiveNamer};
 pub use python::{PythonMode, PYTHON_STALE_FRAME};
 pub use session::{Control, Interrupts, Progress, Recording, Session, StopReason};
 pub use stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};

@@ -10,6 +10,7 @@ use stoke_sample::{Child, CommandSpec, Sampler, Started};
 use stoke_symbolize::Symbolizer;
 
 use crate::aggregate::{Aggregator, StackStats};
+use crate::live::LiveNamer;
 use crate::symbols::build_profile;
 use crate::{RecordError, RecordOptions, Target, Warning, Warnings};
 
@@ -269,23 +270,107 @@ impl Session {
                 break StopReason::TargetExited;
             }
         };
+        self.conclude(
+            started.elapsed(),
+            stop_reason,
+            exited,
+            signal.load(Ordering::SeqCst),
+            interrupts,
+            true,
+        )
+    }
+
+    /// Samples for up to `timeout`, handing every event to the aggregator:
+    /// the loop of a live view, which reads [`Session::aggregator`] in
+    /// between. Returns whether the target exited.
+    pub fn poll_for(&mut self, timeout: Duration) -> Result<bool, RecordError> {
+        Ok(self.poll(Some(timeout))?.target_exited)
+    }
+
+    /// What has been counted so far.
+    pub fn aggregator(&self) -> &Aggregator {
+        &self.aggregator
+    }
+
+    /// How completely the sampler has covered the target's CPU time so far.
+    pub fn coverage(&self) -> stoke_sample::Coverage {
+        self.sampler.coverage()
+    }
+
+    /// The session's options.
+    pub fn options(&self) -> &RecordOptions {
+        &self.options
+    }
+
+    /// Moves the session's symbolizer to a naming thread that names new
+    /// addresses as a live view asks ([`LiveNamer`]); give it back to
+    /// [`Session::end`], whose final naming then reuses what it parsed.
+    pub fn live_namer(&mut self) -> LiveNamer {
+        let fresh = Symbolizer::new(self.options.symbolize.clone());
+        LiveNamer::new(std::mem::replace(&mut self.symbolizer, fresh))
+    }
+
+    /// Ends a session driven with [`Session::poll_for`]: a launched command
+    /// gets `signal` (SIGTERM if 0) and then SIGTERM as in [`Session::run`]
+    /// unless it exited already; an attached process is left running and
+    /// is detached from. With `profile`, every address is named (by
+    /// `namer`'s symbolizer when given) and the profile built; without, the
+    /// recording's profile is empty.
+    pub fn end(
+        mut self,
+        sampled_for: Duration,
+        target_exited: bool,
+        signal: i32,
+        interrupts: &Interrupts,
+        namer: Option<LiveNamer>,
+        profile: bool,
+    ) -> Result<Recording, RecordError> {
+        if let Some(namer) = namer {
+            if let Some(symbolizer) = namer.into_symbolizer() {
+                self.symbolizer = symbolizer;
+            }
+        }
+        let reason = if target_exited {
+            StopReason::TargetExited
+        } else {
+            StopReason::Requested
+        };
+        let signal = if signal == 0 { libc::SIGTERM } else { signal };
+        self.conclude(
+            sampled_for,
+            reason,
+            target_exited,
+            signal,
+            interrupts,
+            profile,
+        )
+    }
+
+    fn conclude(
+        mut self,
+        duration: Duration,
+        stop_reason: StopReason,
+        mut exited: bool,
+        signal: i32,
+        interrupts: &Interrupts,
+        profile: bool,
+    ) -> Result<Recording, RecordError> {
         match stop_reason {
             StopReason::Requested => {
-                exited = self.let_command_stop(signal.load(Ordering::SeqCst))?;
+                exited = self.let_command_stop(signal)?;
             }
             // The command was run for the duration asked: stop it, as
             // `timeout` would, rather than leave it running unobserved.
             StopReason::Duration => exited = self.let_command_stop(libc::SIGTERM)?,
             StopReason::TargetExited => {}
         }
-        let duration = started.elapsed();
         let aggregator = &mut self.aggregator;
         self.sampler.finish(&mut |e| aggregator.handle(e))?;
         let exit_status = match (&mut self.child, exited) {
             (Some(child), true) => Some(child.wait()?),
             _ => None,
         };
-        Ok(self.build(duration, stop_reason, exit_status, interrupts))
+        Ok(self.build(duration, stop_reason, exit_status, interrupts, profile))
     }
 
     fn poll(
@@ -332,6 +417,7 @@ impl Session {
         stop_reason: StopReason,
         exit_status: Option<ExitStatus>,
         interrupts: &Interrupts,
+        named: bool,
     ) -> Recording {
         let stats = self.aggregator.stats();
         let coverage = self.sampler.coverage();
@@ -357,15 +443,19 @@ impl Session {
         interrupts
             .exit_at
             .store(base.saturating_add(2), Ordering::SeqCst);
-        let profile = build_profile(
-            &self.aggregator.stacks(),
-            &self.aggregator.modules,
-            &self.aggregator.python.frames,
-            self.symbolizer,
-            meta,
-            &mut warnings,
-            &|| interrupts.count() > base,
-        );
+        let profile = if !named {
+            Profile::new(meta)
+        } else {
+            build_profile(
+                &self.aggregator.stacks(),
+                &self.aggregator.modules,
+                &self.aggregator.python.frames,
+                self.symbolizer,
+                meta,
+                &mut warnings,
+                &|| interrupts.count() > base,
+            )
+        };
         Recording {
             profile,
             distinct_stacks: self.aggregator.distinct_stacks(),

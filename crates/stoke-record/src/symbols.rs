@@ -72,7 +72,7 @@ pub(crate) fn build_profile(
 }
 
 /// One batch of addresses to name, as the naming thread receives it.
-enum Job {
+pub(crate) enum Job {
     Module(ModuleIndex, ModuleInfo, Vec<FrameAddress>),
     Kernel(Vec<FrameAddress>),
     Jit(Pid, Vec<FrameAddress>),
@@ -219,39 +219,41 @@ fn run_jobs(mut symbolizer: Symbolizer, jobs: &[Job], sender: &mpsc::Sender<Name
         if let Some(pause) = slow {
             std::thread::sleep(pause);
         }
-        let results = match job {
-            Job::Module(_, info, addresses) => match &info.path {
-                Some(path) => symbolizer.symbolize_module(
-                    &ModuleRequest {
-                        path,
-                        pid: Some(info.pid),
-                        build_id: info.build_id.as_ref(),
-                        file: info.file.as_deref(),
-                    },
-                    addresses,
-                ),
-                None if info.is_vdso => {
-                    symbolizer.symbolize_vdso(info.build_id.as_ref(), addresses)
-                }
-                None => vec![
-                    Symbolized::Unknown(stoke_symbolize::UnknownReason::NoSymbol);
-                    addresses.len()
-                ],
-            },
-            Job::Kernel(addresses) => {
-                let lookup: Vec<u64> = addresses.iter().map(|a| a.lookup_address()).collect();
-                symbolizer.symbolize_kernel(&lookup)
-            }
-            Job::Jit(pid, addresses) => {
-                let lookup: Vec<u64> = addresses.iter().map(|a| a.lookup_address()).collect();
-                symbolizer.symbolize_jit(*pid, &lookup)
-            }
-        };
+        let results = run_job(&mut symbolizer, job);
         if sender.send(Named::Job(i, results)).is_err() {
             return;
         }
     }
     let _ = sender.send(Named::Done(symbolizer.warnings()));
+}
+
+/// Names one job's addresses, one result per address.
+pub(crate) fn run_job(symbolizer: &mut Symbolizer, job: &Job) -> Vec<Symbolized> {
+    match job {
+        Job::Module(_, info, addresses) => match &info.path {
+            Some(path) => symbolizer.symbolize_module(
+                &ModuleRequest {
+                    path,
+                    pid: Some(info.pid),
+                    build_id: info.build_id.as_ref(),
+                    file: info.file.as_deref(),
+                },
+                addresses,
+            ),
+            None if info.is_vdso => symbolizer.symbolize_vdso(info.build_id.as_ref(), addresses),
+            None => {
+                vec![Symbolized::Unknown(stoke_symbolize::UnknownReason::NoSymbol); addresses.len()]
+            }
+        },
+        Job::Kernel(addresses) => {
+            let lookup: Vec<u64> = addresses.iter().map(|a| a.lookup_address()).collect();
+            symbolizer.symbolize_kernel(&lookup)
+        }
+        Job::Jit(pid, addresses) => {
+            let lookup: Vec<u64> = addresses.iter().map(|a| a.lookup_address()).collect();
+            symbolizer.symbolize_jit(*pid, &lookup)
+        }
+    }
 }
 
 /// `STOKE_TEST_SLOW_NAMING_MS`: a pause before each naming job, so that
@@ -371,7 +373,7 @@ fn intern(
 /// frame's location), so folded stacks and flame graphs show it. Without,
 /// locations are dropped, so that a function's samples merge into one frame
 /// whatever line they hit.
-fn with_lines(result: Symbolized, lines: bool) -> Symbolized {
+pub(crate) fn with_lines(result: Symbolized, lines: bool) -> Symbolized {
     let Symbolized::Found(mut frames) = result else {
         return result;
     };
