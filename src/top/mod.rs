@@ -395,13 +395,12 @@ impl Live {
         let mut redraw = true;
         let mut rows = 0usize;
         loop {
-            // The sampler is polled without waiting; keys are waited for.
-            if let Some(exited) =
-                self.step(session, namer, deadline, Duration::ZERO, &mut last_naming)?
-            {
+            // The sampler is waited on (the ptrace sampler samples only
+            // then); keys are read without waiting.
+            if let Some(exited) = self.step(session, namer, deadline, STEP, &mut last_naming)? {
                 return Ok(exited);
             }
-            if let Some(action) = screen::key(STEP) {
+            while let Some(action) = screen::key(Duration::ZERO) {
                 redraw = true;
                 match action {
                     Action::Quit => return Ok(false),
