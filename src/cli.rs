@@ -106,7 +106,8 @@ pub enum Unwind {
 /// Which sampler records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Backend {
-    /// perf events; ptrace where they are forbidden (and for `--mode wall`).
+    /// perf events; ptrace where they are forbidden (or, for `--mode wall`
+    /// and `off-cpu`, where their kernel-side context-switch samples are).
     Auto,
     /// perf events only.
     Perf,
@@ -130,9 +131,12 @@ pub enum Python {
 pub enum Mode {
     /// Threads on a CPU: where CPU time goes.
     Cpu,
-    /// Every thread, running or blocked: where wall-clock time goes
-    /// (blocked stacks end in `[syscall: NAME]` under `[off-cpu]`).
+    /// Every thread, running or blocked: where wall-clock time goes.
+    /// Time off the CPU is under `[off-cpu]`, its stacks ending in
+    /// `[blocked: NAME]` or `[runnable]` (`[syscall: NAME]` under ptrace).
     Wall,
+    /// Only time off the CPU: where threads wait (blocked or runnable).
+    OffCpu,
 }
 
 /// How much of separate debug files is read.

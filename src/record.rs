@@ -51,6 +51,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             mode: match args.mode {
                 Mode::Cpu => stoke_record::SampleMode::Cpu,
                 Mode::Wall => stoke_record::SampleMode::Wall,
+                Mode::OffCpu => stoke_record::SampleMode::OffCpu,
             },
             per_cpu: !args.per_task_events,
             ..SamplerOptions::default()
@@ -91,6 +92,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(reason) = session.fallback() {
         eprintln!("stoke: perf events not available ({reason}); sampling with ptrace");
+    } else if args.mode != Mode::Cpu {
+        eprintln!("stoke: off-CPU time from perf events (context-switch samples)");
     }
     for warning in session.launch_warnings() {
         eprintln!("stoke: warning: {warning}");
@@ -126,7 +129,7 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             StackCapture::RegsAndStack { size } => Some(size),
             StackCapture::Callchain => None,
         },
-        wall: args.mode == Mode::Wall,
+        wall: args.mode != Mode::Cpu,
     };
     let written_at = Instant::now();
     let render = Render {

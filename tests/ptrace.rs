@@ -69,7 +69,7 @@ fn ptrace_and_perf_backends_agree_on_the_cpu_split() {
 #[test]
 fn wall_mode_shows_blocked_threads_with_their_waits_and_cpu_mode_does_not() {
     let waits = c_fixture("waits", Build::FramePointers);
-    let wall = record_command(&["--mode", "wall"], &[&waits]).folded;
+    let wall = record_command(&["--backend", "ptrace", "--mode", "wall"], &[&waits]).folded;
     let reader = wall.filter(|s| s.contains("wait_for_pipe"));
     let sleeper = wall.filter(|s| s.contains("nap_forever"));
     for (name, stacks, syscalls) in [
@@ -182,14 +182,6 @@ fn auto_falls_back_to_ptrace_where_a_seccomp_filter_forbids_perf_events() {
             .arg("0.1"));
         assert_stoke_error(&outcome, None, &["perf"]);
     }
-}
-
-#[test]
-fn wall_mode_with_the_perf_backend_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let outcome =
-        run(stoke_record(dir.path()).args(["--backend", "perf", "--mode", "wall", "--", "true"]));
-    assert_stoke_error(&outcome, None, &["wall", "--backend ptrace"]);
 }
 
 /// The `heartbeat` fixture with its stdout read line by line.
@@ -338,7 +330,8 @@ fn sigterm_stops_a_ptrace_recording_and_leaves_the_target_running_untraced() {
     let out = dir.path().join("out.folded");
     let mut stoke = RunningStoke::spawn(
         stoke_record(dir.path())
-            .args(["-F", HZ, "--mode", "wall", "-p", &pid.to_string(), "-o"])
+            .args(["-F", HZ, "--backend", "ptrace", "--mode", "wall"])
+            .args(["-p", &pid.to_string(), "-o"])
             .arg(&out),
     );
     stoke.wait_for_stderr_line("stoke: recording");

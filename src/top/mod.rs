@@ -181,6 +181,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
             separate_debug_dwarf: args.debug_info == DebugInfo::Full,
             ..stoke_record::SymbolizeOptions::default()
         },
+        per_process: false,
     };
     signals::install()?;
     let launched = matches!(target, Target::Command(_));
@@ -211,6 +212,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
             stoke_sample::procfs::thread_name(*pid, (*pid).into()).unwrap_or_default()
         ),
         Target::Command(spec) => format!("{} (pid {})", spec.display(), session.pid()),
+        Target::System { .. } => session.title().to_string(),
     };
     let mut live = Live {
         target: target_name,

@@ -33,7 +33,8 @@ pub use input::{
     detect_format, read_profile, read_profile_from, InputFormat, ReadError, ReadLimits,
 };
 pub use model::{
-    Frame, FrameId, FrameKind, Metadata, Module, Profile, SampledTime, StackId, Thread, ThreadId,
+    Clock, Frame, FrameId, FrameKind, Metadata, Module, Profile, SampledTime, StackId, Thread,
+    ThreadId,
 };
 pub use pprof::{read_pprof, read_pprof_with, write_pprof, PprofError};
 pub use report::{function_stats, write_report, FunctionStats, ReportOptions, ReportOrder};

@@ -101,6 +101,38 @@ pub struct Metadata {
     pub truncated: u64,
     /// Which CPU time could be sampled.
     pub sampled: SampledTime,
+    /// What time the samples stand for.
+    pub clock: Clock,
+}
+
+/// What time a profile's samples stand for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Clock {
+    /// Time on a CPU.
+    #[default]
+    Cpu,
+    /// Wall-clock time: on a CPU, and off it under `[off-cpu]`.
+    Wall,
+    /// Time off the CPU only.
+    OffCpu,
+}
+
+impl Clock {
+    /// Its name as a pprof sample type: `cpu`, `wall`, `off-cpu`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Cpu => "cpu",
+            Clock::Wall => "wall",
+            Clock::OffCpu => "off-cpu",
+        }
+    }
+
+    /// The clock of a pprof sample type's name, if it is one.
+    pub fn from_name(name: &str) -> Option<Clock> {
+        [Clock::Cpu, Clock::Wall, Clock::OffCpu]
+            .into_iter()
+            .find(|c| c.name() == name)
+    }
 }
 
 /// Which of a thread's CPU time samples were taken in.

@@ -7,11 +7,12 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use stoke_model::{FrameAddress, Pid, Tid};
-use stoke_sample::{Event, Sample};
+use stoke_sample::{Event, Sample, SampleMode, SwitchDirection};
 use stoke_unwind::{StackEnd, TruncationReason, UnwindMode};
 
 use crate::facts::{LiveProcfs, ModuleUnavailable, ProcessFacts};
 use crate::modules::ModuleTable;
+use crate::offcpu::{Closed, Intervals, OffCpuTime};
 use crate::processes::{is_file_backed, Processes};
 use crate::python::{PythonFrames, PythonMode};
 use crate::stack::{ModuleIndex, RawFrame, StackId, ThreadId, ThreadKey};
@@ -61,6 +62,10 @@ pub struct Aggregator {
     python_scratch: Vec<(usize, Vec<RawFrame>)>,
     /// Whether process names carry the pid (`name-PID`, `--per-process`).
     pid_in_process_names: bool,
+    intervals: Intervals,
+    off_cpu: OffCpuTime<(ThreadId, StackId), ThreadId>,
+    off_cpu_only: bool,
+    period_ns: u64,
 }
 
 impl Aggregator {
@@ -99,6 +104,68 @@ impl Aggregator {
             python: PythonFrames::new(PythonMode::Off),
             python_scratch: Vec::new(),
             pid_in_process_names: false,
+            intervals: Intervals::default(),
+            off_cpu: OffCpuTime::default(),
+            off_cpu_only: false,
+            period_ns: 1_000_000_000 / 999,
+        }
+    }
+
+    /// Which threads were sampled, and at what rate: in
+    /// [`SampleMode::OffCpu`] samples of running threads are left out, and
+    /// time off the CPU is counted in samples of `1 / frequency` seconds.
+    pub fn set_mode(&mut self, mode: SampleMode, frequency: u32) {
+        self.off_cpu_only = mode == SampleMode::OffCpu;
+        self.period_ns = 1_000_000_000 / u64::from(frequency.max(1));
+    }
+
+    /// Turns the time off the CPU measured so far into counted stacks
+    /// (see [`crate::offcpu`]); call once recording has ended, before
+    /// [`Aggregator::stacks`].
+    pub fn settle_off_cpu(&mut self) {
+        let threads = std::mem::take(&mut self.off_cpu);
+        let settled = threads.settle(|(thread, _)| thread, self.period_ns);
+        for (key, n) in settled.counts.into_iter().filter(|(_, n)| *n > 0) {
+            *self.counts.entry(key).or_default() += n;
+        }
+        for ((thread, wait), n) in settled.unattributed.into_iter().filter(|(_, n)| *n > 0) {
+            let stack = self.intern_stack(&[wait.marker(), RawFrame::OffCpu]);
+            *self.counts.entry((thread, stack)).or_default() += n;
+        }
+    }
+
+    fn charge(&mut self, pid: Pid, tid: Tid, closed: Closed) {
+        let thread = self.thread_id(pid, tid);
+        match closed.frames {
+            None => {
+                *self
+                    .off_cpu
+                    .unsampled
+                    .entry((thread, closed.wait))
+                    .or_default() += closed.ns;
+            }
+            Some(mut frames) => {
+                // What it waits for is the leaf; the marker the root-most frame.
+                frames.insert(0, closed.wait.marker());
+                frames.push(RawFrame::OffCpu);
+                let stack = self.intern_stack(&frames);
+                *self
+                    .off_cpu
+                    .sampled
+                    .entry(((thread, stack), closed.wait))
+                    .or_default() += closed.ns;
+            }
+        }
+    }
+
+    fn intern_stack(&mut self, frames: &[RawFrame]) -> StackId {
+        match self.stack_ids.get(frames) {
+            Some(&id) => id,
+            None => {
+                let id = StackId(self.stack_ids.len() as u32);
+                self.stack_ids.insert(frames.into(), id);
+                id
+            }
         }
     }
 
@@ -136,13 +203,33 @@ impl Aggregator {
             } => {
                 self.processes.fork(pid, ppid, tid, ptid);
                 self.thread_ids.remove(&tid);
+                self.intervals.born(tid);
             }
             Event::Exit { pid, tid } => {
                 self.processes.exit(pid, tid);
+                self.intervals.exited(tid);
                 self.thread_ids.remove(&tid);
                 if tid.0 == pid.0 {
                     self.forget_threads_of(pid);
                     self.unwinder.forget(pid);
+                }
+            }
+            Event::Switch {
+                pid,
+                tid,
+                time,
+                direction,
+            } => match direction {
+                SwitchDirection::Out { preempted } => self.intervals.out(pid, tid, time, preempted),
+                SwitchDirection::In => {
+                    if let Some(closed) = self.intervals.back(tid, time) {
+                        self.charge(pid, tid, closed);
+                    }
+                }
+            },
+            Event::Stopped { time } => {
+                for (pid, tid, closed) in self.intervals.stop(time) {
+                    self.charge(pid, tid, closed);
                 }
             }
             Event::Lost { count } => self.lost += count,
@@ -224,6 +311,9 @@ impl Aggregator {
     }
 
     fn sample(&mut self, sample: &Sample) {
+        if self.off_cpu_only && sample.off_cpu.is_none() && !sample.switch_out {
+            return;
+        }
         self.samples += 1;
         let mut frames = std::mem::take(&mut self.scratch);
         frames.clear();
@@ -277,6 +367,12 @@ impl Aggregator {
         if frames.is_empty() {
             frames.push(RawFrame::Truncated(TruncationReason::NoModule));
         }
+        if sample.switch_out {
+            // Weighed when the thread comes back, by how long it was away.
+            self.intervals.sampled(sample.tid, sample.time, &frames);
+            self.scratch = frames;
+            return;
+        }
         if let Some(off_cpu) = sample.off_cpu {
             // What it waits in is the leaf; the marker the root-most frame.
             if let Some(syscall) = off_cpu.syscall {
@@ -285,14 +381,7 @@ impl Aggregator {
             frames.push(RawFrame::OffCpu);
         }
         let thread = self.thread_id(sample.pid, sample.tid);
-        let stack = match self.stack_ids.get(frames.as_slice()) {
-            Some(&id) => id,
-            None => {
-                let id = StackId(self.stack_ids.len() as u32);
-                self.stack_ids.insert(frames.as_slice().into(), id);
-                id
-            }
-        };
+        let stack = self.intern_stack(&frames);
         *self.counts.entry((thread, stack)).or_default() += 1;
         self.scratch = frames;
     }

@@ -17,6 +17,7 @@ mod aggregate;
 mod facts;
 mod live;
 mod modules;
+mod offcpu;
 mod processes;
 mod python;
 mod session;
@@ -24,6 +25,7 @@ mod stack;
 mod symbols;
 mod sys;
 mod unwind;
+mod wait;
 mod warning;
 
 pub use aggregate::{Aggregator, CountKey, StackStats};
@@ -31,7 +33,7 @@ pub use facts::{LiveProcfs, ModuleUnavailable, ProcessFacts, ReplayFacts};
 pub use live::{LiveFrame, LiveNamer};
 pub use python::{PythonMode, PYTHON_STALE_FRAME};
 pub use session::{Control, Interrupts, Progress, Recording, Session, StopReason};
-pub use stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};
+pub use stack::{ModuleIndex, RawFrame, ThreadKey, BLOCKED_PREFIX, OFF_CPU_FRAME, RUNNABLE_FRAME};
 pub use stoke_unwind::TruncationReason;
 pub use warning::{Warning, Warnings};
 

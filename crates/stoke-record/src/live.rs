@@ -17,7 +17,7 @@ use stoke_symbolize::{Symbolized, Symbolizer};
 
 use crate::aggregate::Aggregator;
 use crate::python::{frame_name, PYTHON_STALE_FRAME};
-use crate::stack::{ModuleIndex, RawFrame, OFF_CPU_FRAME};
+use crate::stack::{ModuleIndex, RawFrame, OFF_CPU_FRAME, RUNNABLE_FRAME};
 use crate::symbols::{run_job, with_lines, Job};
 
 /// One named frame of a live view.
@@ -165,6 +165,9 @@ impl LiveNamer {
                 LiveFrame::new(format!("[syscall: {syscall}]"), FrameKind::Marker)
             }
             RawFrame::OffCpu => LiveFrame::new(OFF_CPU_FRAME, FrameKind::Marker),
+            RawFrame::Runnable => LiveFrame::new(RUNNABLE_FRAME, FrameKind::Marker),
+            // The live view does not name the call a thread waits in.
+            RawFrame::Blocked => LiveFrame::new("[blocked]", FrameKind::Marker),
             RawFrame::Python(i) => match aggregator.python.frames.get(i as usize) {
                 Some(f) => LiveFrame::new(frame_name(f), FrameKind::Python),
                 None => LiveFrame::new("[python]", FrameKind::Python),

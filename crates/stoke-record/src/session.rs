@@ -183,6 +183,7 @@ impl Session {
         if options.per_process {
             aggregator.name_processes_with_pid();
         }
+        aggregator.set_mode(options.sampler.mode, options.sampler.frequency);
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
         // Its perf map may be read after it exited: trust its owner's.
         symbolizer.remember_owner(sampler.target());
@@ -412,13 +413,14 @@ impl Session {
     }
 
     fn build(
-        self,
+        mut self,
         duration: Duration,
         stop_reason: StopReason,
         exit_status: Option<ExitStatus>,
         interrupts: &Interrupts,
         named: bool,
     ) -> Recording {
+        self.aggregator.settle_off_cpu();
         let stats = self.aggregator.stats();
         let coverage = self.sampler.coverage();
         let meta = Metadata {
@@ -431,6 +433,11 @@ impl Session {
             sampled: match coverage.kernel {
                 stoke_sample::KernelTime::Sampled => stoke_profile::SampledTime::All,
                 stoke_sample::KernelTime::NotSampled { .. } => stoke_profile::SampledTime::UserOnly,
+            },
+            clock: match self.options.sampler.mode {
+                stoke_sample::SampleMode::Cpu => stoke_profile::Clock::Cpu,
+                stoke_sample::SampleMode::Wall => stoke_profile::Clock::Wall,
+                stoke_sample::SampleMode::OffCpu => stoke_profile::Clock::OffCpu,
             },
         };
         let symbolize_started = Instant::now();

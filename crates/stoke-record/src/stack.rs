@@ -47,6 +47,13 @@ pub enum RawFrame {
     Syscall(Syscall),
     /// The root-most frame of every off-CPU stack: [`OFF_CPU_FRAME`].
     OffCpu,
+    /// The leaf of a stack a thread blocked with (perf events):
+    /// `[blocked: NAME]`, NAME the system call (or kernel function) it
+    /// waited in, found from the stack's named frames.
+    Blocked,
+    /// The leaf of a stack a thread was preempted with and waited on the
+    /// run queue: [`RUNNABLE_FRAME`].
+    Runnable,
     /// A Python function, by its index in the aggregator's Python frames.
     Python(u32),
     /// Python frames that could not be read consistently with the sample:
@@ -57,3 +64,9 @@ pub enum RawFrame {
 /// The name of the marker frame under which every off-CPU (blocked) stack
 /// of a wall-clock profile is counted, right below the process.
 pub const OFF_CPU_FRAME: &str = "[off-cpu]";
+
+/// The leaf of stacks of threads that waited for a CPU (preempted).
+pub const RUNNABLE_FRAME: &str = "[runnable]";
+
+/// How the leaf of a stack a thread blocked with begins: `[blocked: read]`.
+pub const BLOCKED_PREFIX: &str = "[blocked: ";

@@ -11,7 +11,7 @@ use stoke_symbolize::{ModuleRequest, SymbolFrame, Symbolized, Symbolizer};
 
 use crate::modules::{ModuleInfo, ModuleTable};
 use crate::python::{frame_name, PythonFrame, PYTHON_STALE_FRAME};
-use crate::stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME};
+use crate::stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME, RUNNABLE_FRAME};
 use crate::{TruncationReason, Warning, Warnings};
 
 /// Counted stacks: (thread, frames leaf first, samples).
@@ -53,6 +53,11 @@ pub(crate) fn build_profile(
     for &(thread, frames, count) in stacks {
         ids.clear();
         for raw in frames.iter().rev() {
+            if *raw == RawFrame::Blocked {
+                let name = crate::wait::blocked_name(&profile, &ids);
+                ids.push(profile.intern_frame(Frame::new(name, FrameKind::Marker)));
+                continue;
+            }
             ids.extend_from_slice(&names[raw]);
         }
         let Some(stack) = profile.intern_stack(&ids) else {
@@ -132,6 +137,14 @@ fn name_frames(
             RawFrame::OffCpu => {
                 let id = profile.intern_frame(Frame::new(OFF_CPU_FRAME, FrameKind::Marker));
                 names.insert(*raw, vec![id]);
+            }
+            RawFrame::Runnable => {
+                let id = profile.intern_frame(Frame::new(RUNNABLE_FRAME, FrameKind::Marker));
+                names.insert(*raw, vec![id]);
+            }
+            // Named per stack, from the frames it follows.
+            RawFrame::Blocked => {
+                names.insert(*raw, Vec::new());
             }
             RawFrame::Python(i) => {
                 let ids = python.get(*i as usize).map(|f| {

@@ -47,6 +47,16 @@ pub enum SampleError {
         /// The errno (ENOENT, EOPNOTSUPP, ENODEV).
         source: io::Error,
     },
+    /// Off-CPU samples are taken in the kernel, which perf events exclude
+    /// for this user.
+    #[error(
+        "context-switch samples are taken in the kernel, which perf_event_paranoid {paranoid} \
+         excludes for unprivileged users (`sysctl kernel.perf_event_paranoid=1` allows them)"
+    )]
+    KernelExcluded {
+        /// The `perf_event_paranoid` level read.
+        paranoid: i32,
+    },
     /// The options ask for something the chosen sampler cannot do.
     #[error("{0}")]
     Unsupported(String),

@@ -46,6 +46,25 @@ pub enum Event {
         /// The thread.
         tid: Tid,
     },
+    /// A thread left or came back to a CPU (perf events in the off-CPU
+    /// modes): the time between its switch-out and its next switch-in is
+    /// time off the CPU.
+    Switch {
+        /// The process.
+        pid: Pid,
+        /// The thread.
+        tid: Tid,
+        /// Kernel timestamp (`CLOCK_MONOTONIC`, nanoseconds).
+        time: u64,
+        /// Which way, and why it left.
+        direction: SwitchDirection,
+    },
+    /// Sampling stopped at `time` (the clock of [`Event::Switch`]): a
+    /// thread still off the CPU waited until then.
+    Stopped {
+        /// Kernel timestamp (`CLOCK_MONOTONIC`, nanoseconds).
+        time: u64,
+    },
     /// The kernel dropped records because a ring buffer was full.
     Lost {
         /// How many records were lost.
@@ -79,6 +98,23 @@ pub struct Sample {
     /// Set when the thread was off the CPU (blocked) at the sample: only
     /// the ptrace sampler's wall-clock mode samples such threads.
     pub off_cpu: Option<OffCpu>,
+    /// Taken as the thread left the CPU (the context-switch event of
+    /// perf's off-CPU modes): it weighs the time until the thread's next
+    /// [`SwitchDirection::In`], not one period.
+    pub switch_out: bool,
+}
+
+/// Which way a thread switched.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SwitchDirection {
+    /// It came back to a CPU.
+    In,
+    /// It left the CPU.
+    Out {
+        /// Whether it was still runnable (preempted, waiting on the run
+        /// queue) rather than blocked (asleep in I/O, a lock, a sleep).
+        preempted: bool,
+    },
 }
 
 /// What an off-CPU thread was waiting in.

@@ -27,7 +27,7 @@ mod sys;
 mod target;
 
 pub use error::{Call, SampleError};
-pub use event::{Event, OffCpu, Sample, StackBytes};
+pub use event::{Event, OffCpu, Sample, StackBytes, SwitchDirection};
 pub use perf::sampler::PerfSampler;
 pub use perf::system::SystemSampler;
 pub use ptrace::backend::{Backend, Started};
@@ -81,8 +81,7 @@ pub struct SamplerOptions {
     pub stack: StackCapture,
     /// Data pages per ring buffer (a power of two).
     pub ring_pages: usize,
-    /// Which threads are sampled (the perf sampler only knows
-    /// [`SampleMode::Cpu`]).
+    /// Which threads are sampled.
     pub mode: SampleMode,
     /// Wake the consumer for every sample rather than for a batch, so that
     /// what it reads of the target at a sample (Python frames) is read
@@ -103,8 +102,20 @@ pub enum SampleMode {
     #[default]
     Cpu,
     /// Every thread, running or blocked: where wall-clock time goes.
-    /// Samples of blocked threads carry [`Sample::off_cpu`].
+    /// Samples of blocked threads carry [`Sample::off_cpu`] (ptrace), or
+    /// are taken as threads leave the CPU and weighed by the time until
+    /// they come back ([`Sample::switch_out`], perf events).
     Wall,
+    /// Only time off the CPU: where threads wait.
+    OffCpu,
+}
+
+impl SampleMode {
+    /// Whether time off the CPU is sampled ([`SampleMode::Wall`] and
+    /// [`SampleMode::OffCpu`]).
+    pub fn samples_off_cpu(self) -> bool {
+        self != SampleMode::Cpu
+    }
 }
 
 impl Default for SamplerOptions {

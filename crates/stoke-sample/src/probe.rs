@@ -137,6 +137,8 @@ fn try_event(counter: Counter, exclude_kernel: bool, pid: i32, cpu: i32) -> Prob
         stack: StackCapture::Callchain,
         enable_on_exec: false,
         wakeup_watermark: 0,
+        side_band: true,
+        monotonic: false,
     };
     Probe::from_result(sys::perf::perf_event_open(&spec.attr(), pid, cpu))
 }

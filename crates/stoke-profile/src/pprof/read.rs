@@ -11,7 +11,7 @@ use super::proto;
 use super::wire::{check_size, fields, Value};
 use super::{JIT_MAPPING, KERNEL_MAPPING};
 use crate::input::{bytes_text, ReadLimits};
-use crate::{Frame, FrameId, FrameKind, Metadata, Module, Profile, Thread};
+use crate::{Clock, Frame, FrameId, FrameKind, Metadata, Module, Profile, Thread};
 
 /// A pprof profile that could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +193,9 @@ impl<'a> Reader<'a> {
             }
         }
         if let Some(p) = &self.message.period_type {
+            if let Some(clock) = Clock::from_name(self.string(p.r#type)?) {
+                meta.clock = clock;
+            }
             if self.string(p.unit)? == "nanoseconds" && self.message.period > 0 {
                 let hz = (1e9 / self.message.period as f64).round();
                 meta.frequency = hz.min(f64::from(u32::MAX)) as u32;

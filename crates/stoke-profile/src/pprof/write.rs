@@ -223,7 +223,7 @@ pub(crate) fn to_proto(profile: &Profile) -> proto::Profile {
     let samples = b.value_type("samples", "count");
     b.out.sample_type.push(samples);
     if let Some(period) = period {
-        let cpu = b.value_type("cpu", "nanoseconds");
+        let cpu = b.value_type(profile.meta.clock.name(), "nanoseconds");
         b.out.sample_type.push(cpu.clone());
         b.out.default_sample_type = cpu.r#type;
         b.out.period_type = Some(cpu);

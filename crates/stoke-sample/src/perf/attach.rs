@@ -13,9 +13,10 @@ use super::dedup::Duplicates;
 use super::open::Opener;
 use super::sampler::{open_rings, thread_names, CpuRing, PerfSampler};
 use super::sizing::{ring_size, RingSize};
+use super::switch::SwitchIds;
 use crate::sys::ring::page_size;
 use crate::sys::{perf, process};
-use crate::{procfs, Call, Event, SampleError, SamplerOptions};
+use crate::{procfs, Call, Event, SampleError, SampleMode, SamplerOptions};
 
 /// The events being set up, CPU by CPU.
 struct Setup {
@@ -24,6 +25,8 @@ struct Setup {
     opener: Opener,
     rings: Vec<CpuRing>,
     duplicates: Duplicates,
+    mode: SampleMode,
+    switch_ids: SwitchIds,
 }
 
 impl Setup {
@@ -56,6 +59,17 @@ impl Setup {
                 self.duplicates.own_event(tid, id);
             }
         }
+        let ids = match super::switch::arm(&self.opener, self.mode, &mut self.rings, task) {
+            Ok(ids) => ids,
+            Err(SampleError::NoSuchProcess(_)) => return Ok(false),
+            Err(err) => return Err(err),
+        };
+        if late && self.mode == SampleMode::Wall {
+            for &id in &ids {
+                self.duplicates.own_event(tid, id);
+            }
+        }
+        self.switch_ids.extend(ids);
         Ok(true)
     }
 
@@ -84,6 +98,7 @@ fn missing_event(tid: Tid) -> SampleError {
 
 /// See [`PerfSampler::attach`].
 pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, SampleError> {
+    super::switch::check_allowed(options)?;
     if pid.0 == 0 || !std::path::Path::new(&format!("/proc/{pid}")).exists() {
         return Err(SampleError::NoSuchProcess(pid));
     }
@@ -114,6 +129,8 @@ pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, 
         opener: Opener::new(options, false, pid),
         rings: Vec::new(),
         duplicates: Duplicates::default(),
+        mode: options.mode,
+        switch_ids: SwitchIds::default(),
     };
     // Threads created after the last listing by instrumented threads are
     // followed through inheritance.
@@ -132,7 +149,8 @@ pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, 
     else {
         return Err(SampleError::NoSuchProcess(pid));
     };
-    let sampler = PerfSampler::from_parts(pid, chosen, setup.rings, target_fd, setup.duplicates);
+    let sampler = PerfSampler::from_parts(pid, chosen, setup.rings, target_fd, setup.duplicates)
+        .with_switch_ids(setup.switch_ids);
     // Enable before reading /proc so that no mapping made meanwhile is
     // missed (one made in between is reported twice, which is harmless);
     // the synthesized events are still handed out before any record.

@@ -10,6 +10,8 @@ pub(crate) const TYPE_SOFTWARE: u32 = 1;
 const HW_CPU_CYCLES: u64 = 0;
 /// `PERF_COUNT_SW_CPU_CLOCK`.
 const SW_CPU_CLOCK: u64 = 0;
+/// `PERF_COUNT_SW_CONTEXT_SWITCHES`.
+const SW_CONTEXT_SWITCHES: u64 = 3;
 
 /// `PERF_SAMPLE_*` bits.
 pub(crate) mod sample {
@@ -45,6 +47,8 @@ mod flag {
     pub(super) const EXCLUDE_CALLCHAIN_USER: u64 = 1 << 22;
     pub(super) const MMAP2: u64 = 1 << 23;
     pub(super) const COMM_EXEC: u64 = 1 << 24;
+    pub(super) const USE_CLOCKID: u64 = 1 << 25;
+    pub(super) const CONTEXT_SWITCH: u64 = 1 << 26;
     pub(super) const BUILD_ID: u64 = 1 << 34;
 }
 
@@ -99,6 +103,10 @@ pub(crate) enum Counter {
     Cycles,
     /// `PERF_TYPE_SOFTWARE` / `PERF_COUNT_SW_CPU_CLOCK`.
     CpuClock,
+    /// `PERF_TYPE_SOFTWARE` / `PERF_COUNT_SW_CONTEXT_SWITCHES`: a sample
+    /// as a thread leaves the CPU, with `PERF_RECORD_SWITCH` records
+    /// (`context_switch`) for every switch out and in.
+    ContextSwitches,
 }
 
 impl Counter {
@@ -107,6 +115,7 @@ impl Counter {
         match self {
             Counter::Cycles => "cycles",
             Counter::CpuClock => "cpu-clock",
+            Counter::ContextSwitches => "context-switches",
         }
     }
 }
@@ -128,6 +137,12 @@ pub(crate) struct AttrSpec {
     pub(crate) enable_on_exec: bool,
     /// Bytes in the ring buffer before poll wakes up.
     pub(crate) wakeup_watermark: u32,
+    /// Whether this event reports mappings, names, forks and exits (every
+    /// event of a sampler but a second one on the same task and CPU).
+    pub(crate) side_band: bool,
+    /// Whether times are `CLOCK_MONOTONIC` (the off-CPU modes, whose last
+    /// interval ends at a time read when sampling stops).
+    pub(crate) monotonic: bool,
 }
 
 /// The user stack bytes to request for a capture mode (0: none).
@@ -154,18 +169,29 @@ impl AttrSpec {
         let (kind, config) = match self.counter {
             Counter::Cycles => (TYPE_HARDWARE, HW_CPU_CYCLES),
             Counter::CpuClock => (TYPE_SOFTWARE, SW_CPU_CLOCK),
+            Counter::ContextSwitches => (TYPE_SOFTWARE, SW_CONTEXT_SWITCHES),
         };
-        let mut flags = flag::DISABLED
-            | flag::INHERIT
-            | flag::EXCLUDE_HV
-            | flag::MMAP
-            | flag::MMAP2
-            | flag::COMM
-            | flag::COMM_EXEC
-            | flag::TASK
-            | flag::FREQ
-            | flag::SAMPLE_ID_ALL
-            | flag::BUILD_ID;
+        let mut flags =
+            flag::DISABLED | flag::INHERIT | flag::EXCLUDE_HV | flag::FREQ | flag::SAMPLE_ID_ALL;
+        if self.side_band {
+            flags |= flag::MMAP
+                | flag::MMAP2
+                | flag::COMM
+                | flag::COMM_EXEC
+                | flag::TASK
+                | flag::BUILD_ID;
+        }
+        if self.counter == Counter::ContextSwitches {
+            // Frequency mode: every switch-out is sampled until a thread
+            // switches more often than `frequency` a second; the records
+            // still time every switch (see `docs/how-it-works.md`).
+            flags |= flag::CONTEXT_SWITCH;
+        }
+        let mut clockid = 0;
+        if self.monotonic {
+            flags |= flag::USE_CLOCKID;
+            clockid = libc::CLOCK_MONOTONIC;
+        }
         if self.exclude_kernel {
             flags |= flag::EXCLUDE_KERNEL;
         }
@@ -194,6 +220,7 @@ impl AttrSpec {
             wakeup_events_or_watermark: self.wakeup_watermark,
             sample_regs_user: if stack > 0 { X86_64_USER_REGS } else { 0 },
             sample_stack_user: stack,
+            clockid,
             // A read gives the time the target was on a CPU, to compare
             // with the samples taken.
             read_format: FORMAT_TOTAL_TIME_RUNNING,
@@ -237,7 +264,31 @@ mod tests {
             stack,
             enable_on_exec: true,
             wakeup_watermark: 4096,
+            side_band: true,
+            monotonic: false,
         }
+    }
+
+    #[test]
+    fn context_switch_events_ask_for_switch_records_on_the_monotonic_clock() {
+        let attr = AttrSpec {
+            counter: Counter::ContextSwitches,
+            side_band: false,
+            monotonic: true,
+            ..spec(StackCapture::RegsAndStack { size: 8192 })
+        }
+        .attr();
+        assert_eq!(
+            (attr.kind, attr.config),
+            (TYPE_SOFTWARE, SW_CONTEXT_SWITCHES)
+        );
+        assert_ne!(attr.flags & flag::CONTEXT_SWITCH, 0);
+        assert_eq!(attr.flags & (flag::MMAP | flag::COMM | flag::TASK), 0);
+        assert_ne!(attr.flags & flag::USE_CLOCKID, 0);
+        assert_eq!(attr.clockid, libc::CLOCK_MONOTONIC);
+        let plain = spec(StackCapture::Callchain).attr();
+        assert_eq!(plain.flags & (flag::CONTEXT_SWITCH | flag::USE_CLOCKID), 0);
+        assert_ne!(plain.flags & flag::MMAP2, 0);
     }
 
     #[test]

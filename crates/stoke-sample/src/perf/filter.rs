@@ -100,6 +100,8 @@ impl TaskFilter {
             }
             Event::Mmap { pid, .. } => pids.contains(pid) && *awaiting_exec != Some(*pid),
             Event::Sample(s) => pids.contains(&s.pid) && *awaiting_exec != Some(s.pid),
+            Event::Switch { pid, .. } => pids.contains(pid) && *awaiting_exec != Some(*pid),
+            Event::Stopped { .. } => true,
         }
     }
 }

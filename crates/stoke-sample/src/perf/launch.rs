@@ -15,6 +15,7 @@ use super::dedup::Duplicates;
 use super::open::Opener;
 use super::sampler::{open_rings, PerfSampler};
 use super::sizing::ring_size;
+use super::switch::SwitchIds;
 use crate::error::sys_error;
 use crate::sys::process::{self, HoldPipes, GO_BYTE};
 use crate::sys::ring::page_size;
@@ -26,6 +27,7 @@ pub(crate) fn launch(
     command: &CommandSpec,
     options: &SamplerOptions,
 ) -> Result<(PerfSampler, Child), SampleError> {
+    super::switch::check_allowed(options)?;
     let path = command.resolve()?;
     let plan = command.exec_plan(&path)?;
     let cpus = online_cpus()?;
@@ -53,9 +55,11 @@ pub(crate) fn launch(
     let pid = held.pid();
 
     let mut opener = Opener::new(options, true, Pid(pid as u32));
-    let (rings, _) = open_rings(&cpus, size, |cpu, watermark| {
+    let (mut rings, _) = open_rings(&cpus, size, |cpu, watermark| {
         opener.open(pid, cpu, Some(watermark))
     })?;
+    let mut switch_ids = SwitchIds::default();
+    switch_ids.extend(super::switch::arm(&opener, options.mode, &mut rings, pid)?);
     let chosen = opener.chosen().cloned().ok_or_else(|| SampleError::Sys {
         call: Call::PerfEventOpen,
         what: "perf_event_open: no online CPU".to_string(),
@@ -74,6 +78,7 @@ pub(crate) fn launch(
         return Err(error);
     }
     let pid = held.release();
-    let sampler = PerfSampler::from_parts(pid, chosen, rings, sampler_fd, Duplicates::default());
+    let sampler = PerfSampler::from_parts(pid, chosen, rings, sampler_fd, Duplicates::default())
+        .with_switch_ids(switch_ids);
     Ok((sampler, Child::new(pid, Some(child_fd))))
 }

@@ -12,6 +12,7 @@ pub(crate) mod open;
 pub(crate) mod record;
 pub(crate) mod sampler;
 pub(crate) mod sizing;
+pub(crate) mod switch;
 pub(crate) mod system;
 pub(crate) mod system_open;
 pub(crate) mod system_targets;

@@ -8,7 +8,7 @@ use stoke_model::Pid;
 
 use super::attr::{AttrSpec, Counter};
 use crate::sys;
-use crate::{Call, EventChoice, SampleError, SamplerOptions, StackCapture};
+use crate::{Call, EventChoice, SampleError, SampleMode, SamplerOptions, StackCapture};
 
 /// The counter and attribute settled on by the first successful open, with
 /// the reasons for what was chosen.
@@ -46,7 +46,14 @@ impl Chosen {
             let size = super::attr::stack_copy_size(self.spec.stack);
             notes.push(format!("user registers + {size}-byte stack copies"));
         }
-        let base = format!("{} at {} Hz", self.spec.counter.name(), self.spec.frequency);
+        let (counter, hz) = (self.spec.counter.name(), self.spec.frequency);
+        let base = match self.spec.counter {
+            Counter::ContextSwitches => {
+                format!("{counter} (stacks of up to {hz} switch-outs a second per thread)")
+            }
+            _ if self.spec.monotonic => format!("{counter} at {hz} Hz + context-switches"),
+            _ => format!("{counter} at {hz} Hz"),
+        };
         if notes.is_empty() {
             base
         } else {
@@ -80,13 +87,19 @@ pub(crate) fn base_spec(
         )
     });
     let spec = AttrSpec {
-        counter: Counter::CpuClock,
+        // Off-CPU only: the context-switch event is the sampler's one event.
+        counter: match options.mode {
+            SampleMode::OffCpu => Counter::ContextSwitches,
+            _ => Counter::CpuClock,
+        },
         frequency: options.frequency.max(1),
         exclude_kernel: unprivileged,
         exclude_callchain_kernel: !options.kernel,
         stack: options.stack,
         enable_on_exec,
         wakeup_watermark: watermark,
+        side_band: true,
+        monotonic: options.mode.samples_off_cpu(),
     };
     (spec, kernel_note)
 }
@@ -106,7 +119,11 @@ impl Opener {
     pub(crate) fn new(options: &SamplerOptions, enable_on_exec: bool, target: Pid) -> Opener {
         let (base, kernel_note) = base_spec(options, enable_on_exec, 0);
         Opener {
-            choice: options.event,
+            // On- and off-CPU time in one unit: the clock, not cycles.
+            choice: match options.mode {
+                SampleMode::Cpu => options.event,
+                _ => EventChoice::CpuClock,
+            },
             base,
             kernel_note,
             target,
@@ -145,6 +162,19 @@ impl Opener {
     pub(crate) fn chosen(&self) -> Option<&Chosen> {
         self.chosen.as_ref()
     }
+
+    /// Opens the context-switch event that goes beside the clock event on
+    /// task `task` and CPU `cpu` in wall-clock mode: same stacks, no
+    /// side-band records (the clock event reports those).
+    pub(crate) fn open_switch(&self, task: i32, cpu: u32) -> Result<OwnedFd, SampleError> {
+        let spec = AttrSpec {
+            counter: Counter::ContextSwitches,
+            side_band: false,
+            ..self.chosen.as_ref().map_or(self.base, |c| c.spec)
+        };
+        sys::perf::perf_event_open(&spec.attr(), task, cpu as i32)
+            .map_err(|e| open_error(e, Counter::ContextSwitches, task, cpu, self.target))
+    }
 }
 
 /// Whether an errno from opening `cycles` means "no such counter here".
@@ -175,9 +205,10 @@ pub(crate) fn open_first(
         fallback,
         kernel_note: kernel_note.clone(),
     };
-    let first = match choice {
-        EventChoice::CpuClock => Counter::CpuClock,
-        EventChoice::Cycles | EventChoice::Auto => Counter::Cycles,
+    let first = match (base.counter, choice) {
+        (Counter::ContextSwitches, _) => Counter::ContextSwitches,
+        (_, EventChoice::CpuClock) => Counter::CpuClock,
+        (_, EventChoice::Cycles | EventChoice::Auto) => Counter::Cycles,
     };
     let spec = with(first);
     match sys::perf::perf_event_open(&spec.attr(), pid, cpu as i32) {

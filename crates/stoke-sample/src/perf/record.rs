@@ -22,6 +22,7 @@ mod kind {
     pub(super) const SAMPLE: u32 = 9;
     pub(super) const MMAP2: u32 = 10;
     pub(super) const LOST_SAMPLES: u32 = 13;
+    pub(super) const SWITCH: u32 = 14;
 }
 
 /// `PERF_RECORD_MISC_COMM_EXEC` (in COMM records).
@@ -150,6 +151,29 @@ pub(crate) fn record_time(layout: &Layout, record: &[u8]) -> Option<u64> {
     c.u64()
 }
 
+/// The pid and tid in the `sample_id` trailer of a non-sample record.
+pub(crate) fn trailer_task(layout: &Layout, record: &[u8]) -> Option<(Pid, Tid)> {
+    let st = layout.sample_type;
+    if st & sample::TID == 0 {
+        return None;
+    }
+    let after = [
+        sample::TIME,
+        sample::ID,
+        sample::STREAM_ID,
+        sample::CPU,
+        sample::IDENTIFIER,
+    ];
+    let tail = 8 + 8 * after.iter().filter(|&&bit| st & bit != 0).count();
+    let offset = record
+        .len()
+        .checked_sub(tail)
+        .filter(|&o| o >= HEADER_SIZE)?;
+    let mut c = Cursor::new(record);
+    c.skip(offset)?;
+    Some((Pid(c.u32()?), Tid(c.u32()?)))
+}
+
 /// Parses one record. `None` for records stoke does not use (unknown types,
 /// non-executable mappings) and for malformed ones.
 pub(crate) fn parse(layout: &Layout, record: &[u8]) -> Option<Event> {
@@ -184,6 +208,7 @@ pub(crate) fn parse(layout: &Layout, record: &[u8]) -> Option<Event> {
             Some(Event::Lost { count: c.u64()? })
         }
         kind::LOST_SAMPLES => Some(Event::Lost { count: c.u64()? }),
+        kind::SWITCH => super::switch::parse_switch(layout, h.misc, record),
         _ => None,
     }
 }

@@ -10,6 +10,7 @@ use super::dedup::Duplicates;
 use super::open::Chosen;
 use super::record::{self, Layout};
 use super::sizing::RingSize;
+use super::switch::SwitchIds;
 use crate::sys;
 use crate::sys::ring::{page_size, RingBuffer};
 use crate::{Call, Event, PollOutcome, SampleError, Sampler};
@@ -33,6 +34,11 @@ pub(crate) struct CpuRing {
 }
 
 impl CpuRing {
+    /// The CPU number.
+    pub(crate) fn cpu(&self) -> u32 {
+        self.cpu
+    }
+
     /// The event descriptors writing into this buffer.
     pub(crate) fn fds(&self) -> impl Iterator<Item = &OwnedFd> {
         self.events.iter().map(|e| &e.fd)
@@ -159,6 +165,8 @@ pub struct PerfSampler {
     lost: u64,
     /// The target's CPU time, read from the events when sampling stopped.
     cpu_time: Option<Duration>,
+    /// The context-switch events (off-CPU modes).
+    switch_ids: SwitchIds,
 }
 
 impl PerfSampler {
@@ -185,7 +193,15 @@ impl PerfSampler {
             batch: Vec::new(),
             lost: 0,
             cpu_time: None,
+            switch_ids: SwitchIds::default(),
         }
+    }
+
+    /// Notes the ids of context-switch events, whose samples are taken as
+    /// threads leave the CPU.
+    pub(crate) fn with_switch_ids(mut self, ids: SwitchIds) -> PerfSampler {
+        self.switch_ids = ids;
+        self
     }
 
     /// Enables every event.
@@ -243,19 +259,21 @@ impl PerfSampler {
                 continue;
             }
             let (layout, duplicates, lost) = (&self.layout, &mut self.duplicates, &mut self.lost);
+            let switch_ids = &self.switch_ids;
             let mut last_time = 0;
             record::split_records(&scratch, |bytes| {
-                let Some(event) = record::parse(layout, bytes) else {
+                let Some(mut event) = record::parse(layout, bytes) else {
                     return;
                 };
-                match &event {
+                match &mut event {
                     Event::Sample(s) => {
                         let id = record::sample_identifier(layout, bytes);
                         if !duplicates.keep(s.tid, id) {
                             return;
                         }
+                        s.switch_out = switch_ids.is_switch(id);
                     }
-                    Event::Lost { count } => *lost += count,
+                    Event::Lost { count } => *lost += *count,
                     _ => {}
                 }
                 // A record without a time keeps its place after the one before.
@@ -333,7 +351,12 @@ impl Sampler for PerfSampler {
             .map(|r| r.for_each_fd(sys::perf::disable))
             .find(Result::is_err)
             .unwrap_or(Ok(()));
+        // Threads still off the CPU waited until now (the events' clock).
+        let stopped = sys::time::monotonic_ns();
         self.drain(sink);
+        if self.switch_ids.any() {
+            sink(Event::Stopped { time: stopped });
+        }
         self.cpu_time = self.running_time();
         disabled
     }

@@ -3,15 +3,14 @@
 use stoke_model::Pid;
 
 use crate::{
-    Call, Child, CommandSpec, PerfSampler, PtraceSampler, SampleError, SampleMode, Sampler,
-    SamplerOptions,
+    Call, Child, CommandSpec, PerfSampler, PtraceSampler, SampleError, Sampler, SamplerOptions,
 };
 
 /// Which sampler records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
     /// perf events, falling back to ptrace where perf events are forbidden
-    /// (and ptrace for wall-clock mode).
+    /// (or, in the off-CPU modes, where their context-switch samples are).
     #[default]
     Auto,
     /// perf events only.
@@ -38,7 +37,7 @@ pub struct Started {
 /// permission refusal, or `ENOSYS` from a seccomp filter.
 fn forbids_perf(err: &SampleError) -> bool {
     match err {
-        SampleError::PermissionDenied { .. } => true,
+        SampleError::PermissionDenied { .. } | SampleError::KernelExcluded { .. } => true,
         SampleError::Sys { call, source, .. } => {
             *call == Call::PerfEventOpen && source.raw_os_error() == Some(libc::ENOSYS)
         }
@@ -66,14 +65,6 @@ fn reason(err: &SampleError) -> String {
     } else {
         err.to_string()
     }
-}
-
-fn wall_needs_ptrace() -> SampleError {
-    SampleError::Unsupported(
-        "wall-clock mode samples blocked threads, which perf events cannot: \
-         use --backend ptrace or auto"
-            .to_string(),
-    )
 }
 
 /// Attaches to `pid` with the chosen backend.
@@ -143,12 +134,13 @@ pub fn launch(
 
 /// Opens the per-CPU sampler when the options ask for it and it is
 /// allowed: `Ok(None)` where per-CPU events are refused (the caller uses
-/// per-task events), and for wall-clock mode.
+/// per-task events), and in the off-CPU modes (their context-switch
+/// events are per task).
 fn per_cpu<T>(
     options: &SamplerOptions,
     open: impl FnOnce() -> Result<T, SampleError>,
 ) -> Result<Option<T>, SampleError> {
-    if !options.per_cpu || options.mode == SampleMode::Wall {
+    if !options.per_cpu || options.mode.samples_off_cpu() {
         return Ok(None);
     }
     match open() {
@@ -175,12 +167,10 @@ fn start(
         fallback,
         warnings,
     };
-    let wall = options.mode == SampleMode::Wall;
+    let _ = options;
     match backend {
-        Backend::Perf if wall => Err(wall_needs_ptrace()),
         Backend::Perf => Ok(started(perf()?, None)),
         Backend::Ptrace => Ok(started(ptrace()?, None)),
-        Backend::Auto if wall => Ok(started(ptrace()?, None)),
         Backend::Auto => match perf() {
             Ok(opened) => Ok(started(opened, None)),
             Err(err) if forbids_perf(&err) => match ptrace() {

@@ -147,7 +147,7 @@ impl PtraceSampler {
     /// Starts a round: reads every thread's state and queues the eligible.
     fn start_round(&mut self, now: Instant) {
         self.round_start = Some(now);
-        let wall = self.mode == SampleMode::Wall;
+        let wall = self.mode.samples_off_cpu();
         // Mapping changes first, so that this round's samples are named
         // for what is mapped now.
         let pids: BTreeSet<Pid> = self.tracer.threads.values().map(|t| t.pid).collect();
@@ -220,7 +220,7 @@ impl PtraceSampler {
 
     /// Interrupts one thread; once it is stopped, [`Self::take`] samples it.
     fn sample(&mut self, tid: Tid) {
-        let wall = self.mode == SampleMode::Wall;
+        let wall = self.mode.samples_off_cpu();
         let Some(thread) = self.tracer.threads.get_mut(&tid) else {
             return;
         };
@@ -383,6 +383,7 @@ impl Sampler for PtraceSampler {
         match self.mode {
             SampleMode::Cpu => "ptrace (cpu)",
             SampleMode::Wall => "ptrace (wall)",
+            SampleMode::OffCpu => "ptrace (off-cpu)",
         }
         .to_string()
     }
@@ -391,6 +392,7 @@ impl Sampler for PtraceSampler {
         let (mode, whom) = match self.mode {
             SampleMode::Cpu => ("cpu", "per running thread"),
             SampleMode::Wall => ("wall", "per thread, running or blocked"),
+            SampleMode::OffCpu => ("off-cpu", "per blocked thread"),
         };
         format!(
             "ptrace ({mode}) at {} Hz {whom} (one thread interrupted at a time)",

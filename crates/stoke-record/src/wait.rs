@@ -1,0 +1,127 @@
+//! Naming what a blocked thread waited in, from the frames of its stack.
+//!
+//! With kernel frames, the system call is the kernel's entry function for
+//! it (`__x64_sys_read` or `ksys_read` → `read`); a wait outside a system call (a page
+//! fault) is named by the innermost kernel function that is not the
+//! scheduler's. Without kernel frames, the user-space leaf names it: the
+//! C library's wrapper (`__GI___libc_read` → `read`).
+
+use stoke_profile::{FrameId, FrameKind, Profile};
+
+use crate::stack::BLOCKED_PREFIX;
+
+/// Prefixes of the kernel's system-call entry functions.
+const SYSCALL_ENTRY: [&str; 6] = [
+    "__x64_sys_",
+    "__ia32_sys_",
+    "__se_sys_",
+    "__do_sys_",
+    "ksys_",
+    "__sys_",
+];
+
+/// Prefixes and suffixes of C library wrappers around the system call.
+const WRAPPER_PREFIXES: [&str; 5] = ["__GI___libc_", "__GI___", "__libc_", "__GI_", "__"];
+
+/// `[blocked: NAME]` for a stack a thread blocked with, given its frames
+/// root first.
+pub(crate) fn blocked_name(profile: &Profile, root_first: &[FrameId]) -> String {
+    let name = wait_name(profile, root_first).unwrap_or_else(|| "unknown".to_string());
+    format!("{BLOCKED_PREFIX}{name}]")
+}
+
+fn wait_name(profile: &Profile, root_first: &[FrameId]) -> Option<String> {
+    let frames: Vec<_> = root_first.iter().map(|&id| profile.frame(id)).collect();
+    let kernel = || frames.iter().filter(|f| f.kind == FrameKind::Kernel);
+    if let Some(name) = kernel().find_map(|f| {
+        SYSCALL_ENTRY
+            .iter()
+            .find_map(|p| f.name.strip_prefix(p))
+            .filter(|n| !n.is_empty())
+    }) {
+        return Some(name.to_string());
+    }
+    if let Some(f) = kernel().rev().find(|f| !is_scheduler(&f.name)) {
+        return Some(f.name.clone());
+    }
+    let user = frames
+        .iter()
+        .rev()
+        .find(|f| matches!(f.kind, FrameKind::User | FrameKind::Inline))?;
+    Some(wrapped_call(&user.name))
+}
+
+/// Whether a kernel function is part of switching, not of what waited.
+fn is_scheduler(name: &str) -> bool {
+    name.contains("schedule")
+        || name.contains("cond_resched")
+        || name.starts_with("__switch_to")
+        || name.starts_with("finish_task_switch")
+        || name.starts_with("perf_")
+        || name.starts_with("__perf_")
+}
+
+/// The system call a C library wrapper makes: its name without the
+/// library's internal prefixes, version or `_nocancel` suffix.
+fn wrapped_call(name: &str) -> String {
+    let name = name.split('@').next().unwrap_or(name);
+    let name = WRAPPER_PREFIXES
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name);
+    let name = name.strip_suffix("_nocancel").unwrap_or(name);
+    name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stoke_profile::{Frame, Metadata};
+
+    fn name(frames: &[(&str, FrameKind)]) -> String {
+        let mut p = Profile::new(Metadata::default());
+        let ids: Vec<FrameId> = frames
+            .iter()
+            .map(|(n, k)| p.intern_frame(Frame::new(*n, *k)))
+            .collect();
+        blocked_name(&p, &ids)
+    }
+
+    #[test]
+    fn kernel_entry_functions_name_the_system_call() {
+        use FrameKind::*;
+        let stack = [
+            ("main", User),
+            ("__GI___libc_read", User),
+            ("entry_SYSCALL_64_after_hwframe", Kernel),
+            ("do_syscall_64", Kernel),
+            ("ksys_read", Kernel),
+            ("pipe_read", Kernel),
+            ("schedule", Kernel),
+            ("__schedule", Kernel),
+        ];
+        assert_eq!(name(&stack), "[blocked: read]");
+        let fault = [
+            ("main", User),
+            ("asm_exc_page_fault", Kernel),
+            ("folio_wait_bit_common", Kernel),
+            ("io_schedule", Kernel),
+            ("__schedule", Kernel),
+        ];
+        assert_eq!(name(&fault), "[blocked: folio_wait_bit_common]");
+    }
+
+    #[test]
+    fn without_kernel_frames_the_wrapper_names_it() {
+        use FrameKind::*;
+        assert_eq!(
+            name(&[("main", User), ("__GI___clock_nanosleep", User)]),
+            "[blocked: clock_nanosleep]"
+        );
+        assert_eq!(
+            name(&[("main", User), ("read@GLIBC_2.2.5", User)]),
+            "[blocked: read]"
+        );
+        assert_eq!(name(&[]), "[blocked: unknown]");
+    }
+}

@@ -1,0 +1,187 @@
+//! Off-CPU time on perf events: the context-switch event.
+//!
+//! In wall-clock and off-CPU modes every task gets, on every CPU, a
+//! `context-switches` software event that samples a thread's stack as it
+//! leaves the CPU (same user registers and stack copy as clock samples, and
+//! the kernel stack of the switch) and asks for `PERF_RECORD_SWITCH`
+//! records, which time every switch out and in and say whether a thread
+//! left preempted (still runnable) or blocked. In wall-clock mode it sits
+//! beside the clock event in the same ring buffer; in off-CPU mode it is the
+//! sampler's only event.
+//!
+//! The event runs in frequency mode at the sampling rate: a thread that
+//! switches less often than that has every switch-out sampled; one that
+//! switches more often has a share of them sampled, while the records still
+//! time every interval (see `docs/how-it-works.md`).
+//!
+//! The samples are taken in the kernel, so `exclude_kernel` (forced on
+//! unprivileged users at `perf_event_paranoid` 2) drops every one of them:
+//! the event opens, the records come, but no stack ever does. That case is
+//! refused up front with [`SampleError::KernelExcluded`].
+
+use std::collections::HashSet;
+use std::os::fd::OwnedFd;
+
+use super::open::{paranoid_level, Opener};
+use super::record::{self, Layout};
+use super::sampler::CpuRing;
+use crate::sys::{perf, process};
+use crate::{Call, Event, SampleError, SampleMode, SamplerOptions, SwitchDirection};
+
+/// `PERF_RECORD_MISC_SWITCH_OUT`.
+const MISC_SWITCH_OUT: u16 = 1 << 13;
+/// `PERF_RECORD_MISC_SWITCH_OUT_PREEMPT`: the task was still runnable.
+const MISC_SWITCH_OUT_PREEMPT: u16 = 1 << 14;
+
+/// Refuses the off-CPU modes where the kernel would drop every
+/// context-switch sample (an unprivileged user at `perf_event_paranoid` 2
+/// or more gets `exclude_kernel`).
+pub(crate) fn check_allowed(options: &SamplerOptions) -> Result<(), SampleError> {
+    if !options.mode.samples_off_cpu() || process::geteuid() == 0 {
+        return Ok(());
+    }
+    match paranoid_level() {
+        Some(paranoid) if paranoid >= 2 => Err(SampleError::KernelExcluded { paranoid }),
+        _ => Ok(()),
+    }
+}
+
+/// Arms task `task` for off-CPU sampling once its clock events are open in
+/// `rings` (the last event of each): in wall-clock mode, opens a
+/// context-switch event per CPU beside them; in off-CPU mode the last
+/// events are the context-switch events. Returns the ids of the
+/// context-switch events, which the samples they take carry.
+pub(crate) fn arm(
+    opener: &Opener,
+    mode: SampleMode,
+    rings: &mut [CpuRing],
+    task: i32,
+) -> Result<Vec<u64>, SampleError> {
+    let mut ids = Vec::new();
+    match mode {
+        SampleMode::Cpu => {}
+        SampleMode::OffCpu => {
+            for ring in rings.iter() {
+                if let Some(fd) = ring.fds().last() {
+                    ids.push(event_id(fd, task)?);
+                }
+            }
+        }
+        SampleMode::Wall => {
+            let fds = rings
+                .iter()
+                .map(|ring| opener.open_switch(task, ring.cpu()))
+                .collect::<Result<Vec<_>, _>>()?;
+            for (ring, fd) in rings.iter_mut().zip(fds) {
+                ids.push(event_id(&fd, task)?);
+                ring.redirect(fd)?;
+            }
+        }
+    }
+    Ok(ids)
+}
+
+fn event_id(fd: &OwnedFd, task: i32) -> Result<u64, SampleError> {
+    perf::event_id(fd).map_err(|source| SampleError::Sys {
+        call: Call::PerfIoctl,
+        what: format!("PERF_EVENT_IOC_ID for thread {task}"),
+        source,
+    })
+}
+
+/// The ids of a sampler's context-switch events.
+#[derive(Debug, Default)]
+pub(crate) struct SwitchIds(HashSet<u64>);
+
+impl SwitchIds {
+    /// Adds ids.
+    pub(crate) fn extend(&mut self, ids: impl IntoIterator<Item = u64>) {
+        self.0.extend(ids);
+    }
+
+    /// Whether a sample of event `id` was taken at a switch-out.
+    pub(crate) fn is_switch(&self, id: Option<u64>) -> bool {
+        id.is_some_and(|id| self.0.contains(&id))
+    }
+
+    /// Whether the sampler samples context switches at all.
+    pub(crate) fn any(&self) -> bool {
+        !self.0.is_empty()
+    }
+}
+
+/// Parses a `PERF_RECORD_SWITCH` record (header, then the `sample_id`
+/// trailer).
+pub(crate) fn parse_switch(layout: &Layout, misc: u16, bytes: &[u8]) -> Option<Event> {
+    let (pid, tid) = record::trailer_task(layout, bytes)?;
+    let time = record::record_time(layout, bytes)?;
+    let direction = if misc & MISC_SWITCH_OUT != 0 {
+        SwitchDirection::Out {
+            preempted: misc & MISC_SWITCH_OUT_PREEMPT != 0,
+        }
+    } else {
+        SwitchDirection::In
+    };
+    Some(Event::Switch {
+        pid,
+        tid,
+        time,
+        direction,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::perf::attr::sample;
+    use stoke_model::{Pid, Tid};
+
+    fn switch_record(misc: u16) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend_from_slice(&14u32.to_ne_bytes());
+        r.extend_from_slice(&misc.to_ne_bytes());
+        r.extend_from_slice(&40u16.to_ne_bytes());
+        r.extend_from_slice(&7u32.to_ne_bytes()); // pid
+        r.extend_from_slice(&9u32.to_ne_bytes()); // tid
+        r.extend_from_slice(&1234u64.to_ne_bytes()); // time
+        r.extend_from_slice(&1u64.to_ne_bytes()); // cpu, reserved
+        r.extend_from_slice(&55u64.to_ne_bytes()); // identifier
+        r
+    }
+
+    #[test]
+    fn switch_records_say_which_way_and_whether_preempted() {
+        let layout = Layout {
+            sample_type: sample::IDENTIFIER
+                | sample::IP
+                | sample::TID
+                | sample::TIME
+                | sample::CPU
+                | sample::PERIOD
+                | sample::CALLCHAIN,
+        };
+        let cases = [
+            (0, SwitchDirection::In),
+            (MISC_SWITCH_OUT, SwitchDirection::Out { preempted: false }),
+            (
+                MISC_SWITCH_OUT | MISC_SWITCH_OUT_PREEMPT,
+                SwitchDirection::Out { preempted: true },
+            ),
+        ];
+        for (misc, want) in cases {
+            let event = record::parse(&layout, &switch_record(misc));
+            match event {
+                Some(Event::Switch {
+                    pid,
+                    tid,
+                    time,
+                    direction,
+                }) => {
+                    assert_eq!((pid, tid, time, direction), (Pid(7), Tid(9), 1234, want));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert!(record::parse(&layout, &switch_record(0)[..20]).is_none());
+    }
+}
