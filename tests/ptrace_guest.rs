@@ -31,7 +31,7 @@ fn epoll_wait_never_fails_with_eintr_because_of_stoke() {
     let fixture = LiveFixture::spawn(cmd);
     let pid = fixture.pid();
     let failures = || std::fs::metadata(&eintr).map_or(0, |m| m.len());
-    record_pid(pid, "1.5", &["--backend", "ptrace", "--mode", "wall"]);
+    record_pid(pid, "1.5", &["--mode", "wall"]);
     let wall = failures();
     // CPU mode: each detach stops every thread once.
     for _ in 0..3 {

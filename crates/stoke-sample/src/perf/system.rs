@@ -129,7 +129,7 @@ impl SystemSampler {
     /// Reads every ring to its end, merges the records in time order, and
     /// hands on those the filter keeps. A process's first sample is
     /// preceded by its mappings read from `/proc` (it may predate the
-    /// recording), while it lives.
+    /// recording), while it lives, unless it exec'd while recorded.
     fn drain(&mut self, sink: &mut dyn FnMut(Event)) {
         for event in self.pending.drain(..) {
             sink(event);
@@ -169,6 +169,14 @@ impl SystemSampler {
                 }
                 Event::Exit { pid, tid } if pid.0 == tid.0 => {
                     self.seen.remove(pid);
+                }
+                // A process that execs while recorded has all its mappings
+                // in MMAP2 records, with the build-ids the kernel read:
+                // /proc would only repeat them without.
+                Event::Comm {
+                    pid, exec: true, ..
+                } => {
+                    self.seen.insert(*pid);
                 }
                 _ => {}
             }
