@@ -66,6 +66,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     let render = Render {
         title: args.title,
         per_thread: args.per_thread,
+        per_process: false,
         svg: args.svg.with_palette(args.palette.into()),
     };
     let (_, failed) = output::write_all(&profile, &outputs, &render);

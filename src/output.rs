@@ -131,6 +131,8 @@ fn format_of(path: &Path) -> Option<Format> {
 pub struct Render {
     pub title: Option<String>,
     pub per_thread: bool,
+    /// speedscope: one profile per process (recordings of many processes).
+    pub per_process: bool,
     pub svg: crate::svg_args::SvgArgs,
 }
 
@@ -152,6 +154,7 @@ fn render(profile: &Profile, format: Format, render: &Render) -> anyhow::Result<
         Format::Speedscope => {
             let options = SpeedscopeOptions {
                 title: render.title.clone(),
+                per_process: render.per_process,
             };
             write_speedscope(profile, &options, &mut bytes)?;
         }

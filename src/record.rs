@@ -135,6 +135,8 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
     let render = Render {
         title: args.title,
         per_thread: args.per_thread,
+        // Many processes: one speedscope profile each, unless threads are asked.
+        per_process: matches!(target, Target::System { .. }) && !args.per_thread,
         svg: args.svg.with_palette(args.palette.into()),
     };
     if recording.profile.total_samples() == 0 {

@@ -115,9 +115,19 @@ fn several_pids_are_recorded_and_nothing_else() {
     needs_per_cpu!();
     let [one, two, _other] = three_fixtures();
     let pids = format!("{},{}", one.pid(), two.pid());
-    let (outcome, folded, _dir) = record(&["-p", &pids, "-d", "1.5"]);
+    let json = tempfile::tempdir().unwrap();
+    let json = json.path().join("out.speedscope.json");
+    let (outcome, folded, _dir) = record(&["-p", &pids, "-d", "1.5", "-o", json.to_str().unwrap()]);
     let roots: Vec<&str> = folded.roots().into_iter().collect();
     assert_eq!(roots, ["sys_one", "sys_two"], "{}", outcome.stderr);
+    // speedscope: one profile per process, named with its pid.
+    let text = std::fs::read_to_string(&json).unwrap();
+    let names = text.matches("\"type\":\"sampled\"").count();
+    assert_eq!(names, 2, "{text:.400}");
+    for (name, pid) in [("sys_one", one.pid()), ("sys_two", two.pid())] {
+        let wanted = format!("\"name\":\"{name} (pid {pid})\"");
+        assert!(text.contains(&wanted), "no {wanted} in {text:.400}");
+    }
 }
 
 #[test]

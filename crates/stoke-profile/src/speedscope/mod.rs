@@ -25,6 +25,9 @@ pub struct SpeedscopeOptions {
     /// The file's name shown by speedscope (default: the profile's command,
     /// or `stoke`).
     pub title: Option<String>,
+    /// One profile per process (its threads' samples together) rather than
+    /// one per thread: for recordings of many processes.
+    pub per_process: bool,
 }
 
 /// Appends `text` as a JSON string. Besides what JSON requires, `<`, `>`
@@ -116,16 +119,33 @@ pub fn write_speedscope(
             .collect();
         per_thread.entry(thread).or_default().push((frames, count));
     }
-    let mut threads: Vec<(&Thread, u64, ThreadStacks)> = per_thread
+    // With `per_process`, the threads of a process are one entry, named
+    // after the process.
+    let mut grouped: HashMap<Thread, ThreadStacks> = HashMap::new();
+    for (id, stacks) in per_thread {
+        let thread = profile.thread(id);
+        let key = if options.per_process {
+            Thread {
+                pid: thread.pid,
+                tid: 0,
+                process_name: thread.process_name.clone(),
+                thread_name: None,
+            }
+        } else {
+            thread.clone()
+        };
+        grouped.entry(key).or_default().extend(stacks);
+    }
+    let mut threads: Vec<(Thread, u64, ThreadStacks)> = grouped
         .into_iter()
-        .map(|(id, stacks)| {
+        .map(|(thread, stacks)| {
             let weight = stacks.iter().fold(0u64, |sum, s| sum.saturating_add(s.1));
-            (profile.thread(id), weight, stacks)
+            (thread, weight, stacks)
         })
         .collect();
     threads.sort_by(|a, b| {
         let key = |t: &Thread| (t.pid, t.tid, t.process_name.clone(), t.thread_name.clone());
-        b.1.cmp(&a.1).then_with(|| key(a.0).cmp(&key(b.0)))
+        b.1.cmp(&a.1).then_with(|| key(&a.0).cmp(&key(&b.0)))
     });
     let name = |f: &FrameId| shown(profile.frame(*f)).0;
     let period = profile.meta.period_ns();
@@ -165,7 +185,11 @@ pub fn write_speedscope(
             profiles.push(',');
         }
         profiles.push_str("\n{\"type\":\"sampled\",\"name\":");
-        push_json_string(&mut profiles, &profile_name(thread));
+        let name = match (options.per_process, &thread.process_name) {
+            (true, Some(process)) if thread.pid != 0 => format!("{process} (pid {})", thread.pid),
+            _ => profile_name(&thread),
+        };
+        push_json_string(&mut profiles, &name);
         let unit = if period.is_some() {
             "nanoseconds"
         } else {
