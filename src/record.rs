@@ -68,6 +68,9 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
         },
         duration: args.duration,
         per_process: args.per_process,
+        // The machine's (or many processes') threads would each keep their
+        // own stack table: counted per process unless threads are asked for.
+        merge_threads: matches!(target, Target::System { .. }) && !args.per_thread,
         symbolize: stoke_record::SymbolizeOptions {
             lines: args.lines,
             debug_dirs: args.debug_dirs.clone(),

@@ -182,6 +182,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
             ..stoke_record::SymbolizeOptions::default()
         },
         per_process: false,
+        merge_threads: false,
     };
     signals::install()?;
     let launched = matches!(target, Target::Command(_));
@@ -261,6 +262,7 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
     let render = Render {
         title: None,
         per_thread: false,
+        per_process: false,
         svg: crate::svg_args::SvgArgs::default().with_palette(crate::cli::Palette::Kind.into()),
     };
     let (written, failed) = output::write_all(&recording.profile, &outputs, &render);

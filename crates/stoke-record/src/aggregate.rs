@@ -66,6 +66,8 @@ pub struct Aggregator {
     off_cpu: OffCpuTime<(ThreadId, StackId), ThreadId>,
     off_cpu_only: bool,
     period_ns: u64,
+    /// Whether a process's threads are counted together, as its main thread.
+    merge_threads: bool,
 }
 
 impl Aggregator {
@@ -108,6 +110,7 @@ impl Aggregator {
             off_cpu: OffCpuTime::default(),
             off_cpu_only: false,
             period_ns: 1_000_000_000 / 999,
+            merge_threads: false,
         }
     }
 
@@ -135,7 +138,7 @@ impl Aggregator {
     }
 
     fn charge(&mut self, pid: Pid, tid: Tid, closed: Closed) {
-        let thread = self.thread_id(pid, tid);
+        let thread = self.thread_id(pid, self.counted_tid(pid, tid));
         match closed.frames {
             None => {
                 *self
@@ -240,6 +243,22 @@ impl Aggregator {
     /// the same name stay apart (`--per-process`).
     pub fn name_processes_with_pid(&mut self) {
         self.pid_in_process_names = true;
+    }
+
+    /// Counts every thread's samples as its process's main thread's from
+    /// now on, so that the tables grow with processes and stacks, not with
+    /// threads (recordings of the whole machine, without `--per-thread`).
+    pub fn merge_threads(&mut self) {
+        self.merge_threads = true;
+    }
+
+    /// The thread a sample of `tid` is counted for (its process's main
+    /// thread when threads are merged).
+    fn counted_tid(&self, pid: Pid, tid: Tid) -> Tid {
+        match self.merge_threads {
+            true => Tid(pid.0),
+            false => tid,
+        }
     }
 
     /// Samples counted so far.
@@ -380,7 +399,7 @@ impl Aggregator {
             }
             frames.push(RawFrame::OffCpu);
         }
-        let thread = self.thread_id(sample.pid, sample.tid);
+        let thread = self.thread_id(sample.pid, self.counted_tid(sample.pid, sample.tid));
         let stack = self.intern_stack(&frames);
         *self.counts.entry((thread, stack)).or_default() += 1;
         self.scratch = frames;

@@ -80,6 +80,9 @@ pub struct RecordOptions {
     pub python: PythonMode,
     /// Whether each process's root frame carries its pid (`name-PID`).
     pub per_process: bool,
+    /// Whether each process's threads are counted together (as its main
+    /// thread), so memory grows with processes, not threads.
+    pub merge_threads: bool,
 }
 
 /// Why a session failed.

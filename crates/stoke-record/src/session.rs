@@ -184,6 +184,9 @@ impl Session {
             aggregator.name_processes_with_pid();
         }
         aggregator.set_mode(options.sampler.mode, options.sampler.frequency);
+        if options.merge_threads {
+            aggregator.merge_threads();
+        }
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
         // Its perf map may be read after it exited: trust its owner's.
         symbolizer.remember_owner(sampler.target());
