@@ -82,11 +82,15 @@ def cpu_seconds(pid):
 
 
 def start_workloads(build):
+    # Names of their own (symlinks: the kernel names a process after the
+    # file it execs), so that other programs on the machine are not counted.
     xz = subprocess.Popen(
-        ["sh", "-c", 'n=0; trap \'echo units $n; exit 0\' TERM; '
-         f'while :; do xz -9 -c {build}/input.txt > /dev/null; n=$((n+1)); done'],
+        [f"{build}/xz_loop", "-c", 'n=0; trap \'echo units $n; exit 0\' TERM; '
+         f'while :; do {build}/xz_bench -9 -c {build}/input.txt > /dev/null; '
+         'n=$((n+1)); done'],
         stdout=subprocess.PIPE, text=True)
-    py = subprocess.Popen(["python3", "-c", PY_LOOP], stdout=subprocess.PIPE, text=True)
+    py = subprocess.Popen([f"{build}/py_bench", "-c", PY_LOOP], stdout=subprocess.PIPE,
+                          text=True)
     c4 = subprocess.Popen([f"{build}/count4"], stdout=subprocess.PIPE, text=True)
     procs = dict(zip(WORKLOADS, [xz, py, c4]))
     return procs, {k: cpu_seconds(p.pid) for k, p in procs.items()}, time.monotonic()
@@ -115,7 +119,7 @@ def read_folded(path):
 
 
 def workload_of(root):
-    return "xz" if root in ("xz", "sh") else root if root in WORKLOADS else None
+    return {"xz_loop": "xz", "xz_bench": "xz", "py_bench": "python3", "count4": "count4"}.get(root)
 
 
 def root_share(stacks):
@@ -233,6 +237,14 @@ def main():
     os.makedirs(build, exist_ok=True)
     subprocess.run(["gcc", "-O2", "-g", "-fno-omit-frame-pointer", "-pthread", "-o",
                     f"{build}/count4", os.path.join(HERE, "fixtures", "count4.c")], check=True)
+    links = {"xz_loop": shutil.which("sh"), "xz_bench": shutil.which("xz"),
+             "py_bench": subprocess.run(["python3", "-c", "import sys; print(sys.executable)"],
+                                        capture_output=True, text=True).stdout.strip()}
+    for name, target in links.items():
+        path = os.path.join(build, name)
+        if os.path.lexists(path):
+            os.remove(path)
+        os.symlink(os.path.realpath(target), path)
     words = [f"w{i * 7919 % 5003}" for i in range(60000)]
     with open(f"{build}/input.txt", "w") as f:
         f.write(" ".join(words))

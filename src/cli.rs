@@ -258,9 +258,11 @@ pub struct RecordArgs {
     /// code (executable memory outside any module). JIT runtimes must keep
     /// frame pointers and write a perf map for names: node
     /// `--perf-basic-prof`, python3.12+ `-X perf`, java
-    /// `-XX:+PreserveFramePointer` with a perf-map agent.
-    #[arg(long, value_enum, default_value_t = Unwind::Auto)]
-    pub unwind: Unwind,
+    /// `-XX:+PreserveFramePointer` with a perf-map agent. Default: `auto`;
+    /// `fp` for -a, --cgroup, --name and several pids, where every CPU's
+    /// samples are unwound by one stoke process.
+    #[arg(long, value_enum)]
+    pub unwind: Option<Unwind>,
 
     /// Bytes of user stack copied per sample for DWARF unwinding (at most
     /// 65528); stacks deeper than this are cut and counted in the summary.

@@ -30,7 +30,13 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             spec.stdout = ChildStdout::Stderr;
         }
     }
-    let (unwind, stack) = match args.unwind {
+    // Every CPU's samples, DWARF-unwound by one process, outrun it on a
+    // busy machine (records are lost): frame pointers there, as perf -a -g.
+    let default_unwind = match target {
+        Target::System { .. } => Unwind::Fp,
+        _ => Unwind::Auto,
+    };
+    let (unwind, stack) = match args.unwind.unwrap_or(default_unwind) {
         Unwind::Fp => (UnwindMode::FramePointer, StackCapture::Callchain),
         mode => (
             if mode == Unwind::Dwarf {
