@@ -56,6 +56,42 @@ impl TaskFilter {
         }
     }
 
+    /// The processes whose samples may be kept, given the other records
+    /// read with them (`side`, any order): the members, and every process a
+    /// fork or exec among `side` may add. `None` when every process may be
+    /// kept. A superset, so samples outside it can be skipped unparsed.
+    pub(crate) fn candidates(&self, side: &[(u64, Event)]) -> Option<HashSet<Pid>> {
+        let Keep::Processes {
+            pids, follow_new, ..
+        } = &self.keep
+        else {
+            return None;
+        };
+        let mut out = pids.clone();
+        loop {
+            let before = out.len();
+            for (_, event) in side {
+                match event {
+                    Event::Fork { pid, ppid, .. } if out.contains(ppid) => {
+                        out.insert(*pid);
+                    }
+                    Event::Comm {
+                        pid,
+                        name,
+                        exec: true,
+                        ..
+                    } if follow_new.as_ref().is_some_and(|p| p.matches(name, None)) => {
+                        out.insert(*pid);
+                    }
+                    _ => {}
+                }
+            }
+            if out.len() == before {
+                return Some(out);
+            }
+        }
+    }
+
     /// Whether `event` is kept; updates the set from forks, execs and exits.
     pub(crate) fn keep(&mut self, event: &Event) -> bool {
         let Keep::Processes {
@@ -171,6 +207,18 @@ mod tests {
         assert!(!f.keep(&sample(11)), "a reused pid is not followed");
         assert!(!f.keep(&fork(20, 30)));
         assert!(f.follows_anything());
+    }
+
+    #[test]
+    fn candidates_include_children_forked_in_the_same_batch() {
+        let f = processes(&[10], None);
+        let side = [(2, fork(12, 11)), (1, fork(11, 10)), (3, fork(30, 20))];
+        let c = f.candidates(&side).unwrap();
+        assert!(c.contains(&Pid(10)) && c.contains(&Pid(11)) && c.contains(&Pid(12)));
+        assert!(!c.contains(&Pid(30)));
+        assert!(TaskFilter::new(Keep::All { idle: false })
+            .candidates(&side)
+            .is_none());
     }
 
     #[test]

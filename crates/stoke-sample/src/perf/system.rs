@@ -134,22 +134,45 @@ impl SystemSampler {
         for event in self.pending.drain(..) {
             sink(event);
         }
+        // Every ring's records into one buffer; all but samples parsed now.
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut batch = std::mem::take(&mut self.batch);
+        scratch.clear();
+        let mut samples: Vec<(usize, usize)> = Vec::new();
         for ring in &mut self.rings {
-            scratch.clear();
+            let start = scratch.len();
             if ring.read_into(&mut scratch) == 0 {
                 continue;
             }
             let layout = &self.layout;
             let mut last_time = 0;
-            record::split_records(&scratch, |bytes| {
+            let base = scratch.as_ptr() as usize;
+            record::split_records(&scratch[start..], |bytes| {
+                if record::header(bytes).is_some_and(|h| h.kind == SAMPLE) {
+                    samples.push((bytes.as_ptr() as usize - base, bytes.len()));
+                    return;
+                }
                 let Some(event) = record::parse(layout, bytes) else {
                     return;
                 };
                 last_time = record::record_time(layout, bytes).unwrap_or(last_time);
                 batch.push((last_time, event));
             });
+        }
+        // Samples of processes that cannot be kept are skipped unparsed
+        // (their stack copies are never copied again).
+        let candidates = self.filter.candidates(&batch);
+        for (offset, len) in samples {
+            let bytes = &scratch[offset..offset + len];
+            if let Some(candidates) = &candidates {
+                if !sample_pid(bytes).is_some_and(|pid| candidates.contains(&pid)) {
+                    continue;
+                }
+            }
+            if let Some(event) = record::parse(&self.layout, bytes) {
+                let time = record::record_time(&self.layout, bytes).unwrap_or(0);
+                batch.push((time, event));
+            }
         }
         batch.sort_by_key(|(time, _)| *time);
         for (_, event) in batch.drain(..) {
@@ -273,6 +296,16 @@ impl Sampler for SystemSampler {
             missed: 0,
         }
     }
+}
+
+/// `PERF_RECORD_SAMPLE`.
+const SAMPLE: u32 = 9;
+
+/// The pid of a sample record: its `TID` field, after the header,
+/// `IDENTIFIER` and `IP` (every stoke event samples all three).
+fn sample_pid(record: &[u8]) -> Option<Pid> {
+    let bytes = record.get(24..28)?;
+    Some(Pid(u32::from_ne_bytes(bytes.try_into().ok()?)))
 }
 
 fn pollfd(fd: &OwnedFd) -> libc::pollfd {
