@@ -51,7 +51,7 @@ pub enum SampleError {
     /// for this user.
     #[error(
         "context-switch samples are taken in the kernel, which perf_event_paranoid {paranoid} \
-         excludes for unprivileged users (`sysctl kernel.perf_event_paranoid=1` allows them)"
+         excludes for unprivileged users; `sysctl kernel.perf_event_paranoid=1` allows them"
     )]
     KernelExcluded {
         /// The `perf_event_paranoid` level read.

@@ -165,5 +165,9 @@ pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, 
                 mapping,
             }),
     );
+    if options.mode.samples_off_cpu() {
+        let now = crate::sys::time::monotonic_ns();
+        pending.extend(super::switch::blocked_at_attach(pid, &attached, now));
+    }
     Ok(sampler.with_pending(pending))
 }

@@ -49,7 +49,7 @@ impl Chosen {
         let (counter, hz) = (self.spec.counter.name(), self.spec.frequency);
         let base = match self.spec.counter {
             Counter::ContextSwitches => {
-                format!("{counter} (stacks of up to {hz} switch-outs a second per thread)")
+                format!("{counter}, stacks of up to {hz} switch-outs a second per thread")
             }
             _ if self.spec.monotonic => format!("{counter} at {hz} Hz + context-switches"),
             _ => format!("{counter} at {hz} Hz"),

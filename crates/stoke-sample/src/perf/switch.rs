@@ -25,8 +25,11 @@ use std::os::fd::OwnedFd;
 use super::open::{paranoid_level, Opener};
 use super::record::{self, Layout};
 use super::sampler::CpuRing;
+use stoke_model::{Pid, Tid};
+
+use crate::ptrace::stat;
 use crate::sys::{perf, process};
-use crate::{Call, Event, SampleError, SampleMode, SamplerOptions, SwitchDirection};
+use crate::{Call, Event, Sample, SampleError, SampleMode, SamplerOptions, SwitchDirection};
 
 /// `PERF_RECORD_MISC_SWITCH_OUT`.
 const MISC_SWITCH_OUT: u16 = 1 << 13;
@@ -89,6 +92,43 @@ fn event_id(fd: &OwnedFd, task: i32) -> Result<u64, SampleError> {
     })
 }
 
+/// Off-CPU intervals of the threads that are blocked when stoke attaches:
+/// they left the CPU before the events existed, so no sample or record
+/// says so. Each gets a switch-out at `time` whose stack is where
+/// `/proc/PID/task/TID/syscall` says it waits (the system call's wrapper,
+/// without its callers: the kernel cannot be asked for more without
+/// stopping the thread); its next switch-in, or the end of recording, ends
+/// the interval.
+pub(crate) fn blocked_at_attach(pid: Pid, tids: &[Tid], time: u64) -> Vec<Event> {
+    let mut events = Vec::new();
+    for &tid in tids {
+        let state = std::fs::read(format!("/proc/{pid}/task/{tid}/stat"))
+            .ok()
+            .and_then(|text| stat::parse(&text));
+        if !state.is_some_and(|s| matches!(s.state, b'S' | b'D')) {
+            continue;
+        }
+        let Some(blocked) = stat::blocked_in(pid, tid) else {
+            continue;
+        };
+        events.push(Event::Sample(Sample {
+            pid,
+            tid,
+            time,
+            user_callchain: vec![blocked.pc],
+            switch_out: true,
+            ..Sample::default()
+        }));
+        events.push(Event::Switch {
+            pid,
+            tid,
+            time,
+            direction: SwitchDirection::Out { preempted: false },
+        });
+    }
+    events
+}
+
 /// The ids of a sampler's context-switch events.
 #[derive(Debug, Default)]
 pub(crate) struct SwitchIds(HashSet<u64>);
@@ -134,7 +174,6 @@ pub(crate) fn parse_switch(layout: &Layout, misc: u16, bytes: &[u8]) -> Option<E
 mod tests {
     use super::*;
     use crate::perf::attr::sample;
-    use stoke_model::{Pid, Tid};
 
     fn switch_record(misc: u16) -> Vec<u8> {
         let mut r = Vec::new();
