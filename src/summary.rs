@@ -84,6 +84,9 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration, co
     for hint in doctor_hints(recording) {
         eprintln!("stoke: {hint}; see `stoke doctor`");
     }
+    if context.wall {
+        print_thread_times(recording);
+    }
     let total = recording.profile.total_samples();
     let top = top_self(&recording.profile, 5);
     if !top.is_empty() {
@@ -101,6 +104,87 @@ pub fn print(recording: &Recording, outputs: &[Output], write_time: Duration, co
             write_time.as_secs_f64()
         );
     }
+}
+
+/// Threads shown in the time-per-thread table, longest first.
+const THREAD_TIME_ROWS: usize = 12;
+
+/// Where each thread's time went, in wall-clock and off-CPU modes.
+fn print_thread_times(recording: &Recording) {
+    let rows = thread_times(&recording.profile);
+    if rows.is_empty() {
+        return;
+    }
+    eprintln!("stoke: time per thread:   on-CPU    blocked   runnable");
+    for row in rows.iter().take(THREAD_TIME_ROWS) {
+        let s = |d: Duration| format!("{:>8.2} s", d.as_secs_f64());
+        eprintln!(
+            "  {:<22}{}{}{}",
+            row.name,
+            s(row.on_cpu),
+            s(row.blocked),
+            s(row.runnable)
+        );
+    }
+    if rows.len() > THREAD_TIME_ROWS {
+        eprintln!("  ({} more threads)", rows.len() - THREAD_TIME_ROWS);
+    }
+}
+
+/// One thread's time on the CPU, blocked and waiting for a CPU.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ThreadTime {
+    /// `name-tid`.
+    pub name: String,
+    /// Samples on a CPU.
+    pub on_cpu: Duration,
+    /// Time blocked (`[off-cpu]` stacks but `[runnable]` ones).
+    pub blocked: Duration,
+    /// Time preempted, on the run queue (`[runnable]` leaves).
+    pub runnable: Duration,
+}
+
+/// Each thread's times from a wall-clock or off-CPU profile, longest first.
+pub fn thread_times(profile: &stoke_profile::Profile) -> Vec<ThreadTime> {
+    let period = profile.meta.period_ns().unwrap_or(0);
+    let mut per_thread: HashMap<stoke_profile::ThreadId, [u64; 3]> = HashMap::new();
+    for (thread, stack, count) in profile.samples() {
+        let leaf = &profile.frame(profile.stack_frame(stack)).name;
+        let mut root = stack;
+        while let Some(parent) = profile.stack_parent(root) {
+            root = parent;
+        }
+        let off_cpu = profile.frame(profile.stack_frame(root)).name == stoke_record::OFF_CPU_FRAME;
+        let slot = match (off_cpu, leaf == stoke_record::RUNNABLE_FRAME) {
+            (false, _) => 0,
+            (true, false) => 1,
+            (true, true) => 2,
+        };
+        per_thread.entry(thread).or_default()[slot] += count;
+    }
+    let time = |n: u64| Duration::from_nanos(n.saturating_mul(period));
+    let mut rows: Vec<(u64, ThreadTime)> = per_thread
+        .into_iter()
+        .map(|(id, [on, blocked, runnable])| {
+            let t = profile.thread(id);
+            let name = t
+                .thread_name
+                .clone()
+                .or_else(|| t.process_name.clone())
+                .unwrap_or_default();
+            (
+                on + blocked + runnable,
+                ThreadTime {
+                    name: format!("{name}-{}", t.tid),
+                    on_cpu: time(on),
+                    blocked: time(blocked),
+                    runnable: time(runnable),
+                },
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.name.cmp(&b.1.name)));
+    rows.into_iter().map(|(_, row)| row).collect()
 }
 
 /// The warning for a recording without samples, saying why there were none.

@@ -137,8 +137,7 @@ impl Aggregator {
         }
     }
 
-    fn charge(&mut self, pid: Pid, tid: Tid, closed: Closed) {
-        let thread = self.thread_id(pid, self.counted_tid(pid, tid));
+    fn charge(&mut self, thread: ThreadId, closed: Closed) {
         match closed.frames {
             None => {
                 *self
@@ -223,16 +222,20 @@ impl Aggregator {
                 time,
                 direction,
             } => match direction {
-                SwitchDirection::Out { preempted } => self.intervals.out(pid, tid, time, preempted),
+                SwitchDirection::Out { preempted } => {
+                    // Named as it was when it left.
+                    let thread = self.thread_id(pid, self.counted_tid(pid, tid));
+                    self.intervals.out(thread, tid, time, preempted)
+                }
                 SwitchDirection::In => {
-                    if let Some(closed) = self.intervals.back(tid, time) {
-                        self.charge(pid, tid, closed);
+                    if let Some((thread, closed)) = self.intervals.back(tid, time) {
+                        self.charge(thread, closed);
                     }
                 }
             },
             Event::Stopped { time } => {
-                for (pid, tid, closed) in self.intervals.stop(time) {
-                    self.charge(pid, tid, closed);
+                for (thread, _, closed) in self.intervals.stop(time) {
+                    self.charge(thread, closed);
                 }
             }
             Event::Lost { count } => self.lost += count,

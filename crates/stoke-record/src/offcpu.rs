@@ -17,9 +17,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use stoke_model::{Pid, Tid};
+use stoke_model::Tid;
 
-use crate::stack::RawFrame;
+use crate::stack::{RawFrame, ThreadId};
 
 /// How far apart a switch-out sample and its switch record may be stamped.
 const SAME_SWITCH_NS: u64 = 1_000_000;
@@ -56,7 +56,8 @@ pub(crate) struct Closed {
 
 #[derive(Debug)]
 struct Open {
-    pid: Pid,
+    /// The thread, with the names it had when it left.
+    thread: ThreadId,
     since: u64,
     wait: Wait,
     frames: Option<Vec<RawFrame>>,
@@ -79,7 +80,7 @@ impl Intervals {
     }
 
     /// `tid` left the CPU at `time`.
-    pub(crate) fn out(&mut self, pid: Pid, tid: Tid, time: u64, preempted: bool) {
+    pub(crate) fn out(&mut self, thread: ThreadId, tid: Tid, time: u64, preempted: bool) {
         let frames = self
             .pending
             .remove(&tid)
@@ -96,7 +97,7 @@ impl Intervals {
         self.open.insert(
             tid,
             Open {
-                pid,
+                thread,
                 since: time,
                 wait,
                 frames,
@@ -106,25 +107,28 @@ impl Intervals {
 
     /// `tid` came back to a CPU at `time`: the interval it ends, if one
     /// was open.
-    pub(crate) fn back(&mut self, tid: Tid, time: u64) -> Option<Closed> {
+    pub(crate) fn back(&mut self, tid: Tid, time: u64) -> Option<(ThreadId, Closed)> {
         let open = self.open.remove(&tid)?;
-        Some(Closed {
-            frames: open.frames,
-            wait: open.wait,
-            ns: time.checked_sub(open.since)?,
-        })
+        Some((
+            open.thread,
+            Closed {
+                frames: open.frames,
+                wait: open.wait,
+                ns: time.checked_sub(open.since)?,
+            },
+        ))
     }
 
     /// Recording stopped at `time`: every open interval ends then.
-    pub(crate) fn stop(&mut self, time: u64) -> Vec<(Pid, Tid, Closed)> {
+    pub(crate) fn stop(&mut self, time: u64) -> Vec<(ThreadId, Tid, Closed)> {
         self.pending.clear();
-        let mut closed: Vec<(Pid, Tid, Closed)> = self
+        let mut closed: Vec<(ThreadId, Tid, Closed)> = self
             .open
             .drain()
             .filter_map(|(tid, open)| {
                 let ns = time.checked_sub(open.since)?;
                 Some((
-                    open.pid,
+                    open.thread,
                     tid,
                     Closed {
                         frames: open.frames,
@@ -221,22 +225,23 @@ mod tests {
     fn an_interval_is_charged_to_the_stack_it_left_with() {
         let mut iv = Intervals::default();
         iv.sampled(Tid(1), 1000, &frames(5));
-        iv.out(Pid(1), Tid(1), 1001, false);
-        let closed = iv.back(Tid(1), 301_001).unwrap();
+        iv.out(ThreadId(0), Tid(1), 1001, false);
+        let (thread, closed) = iv.back(Tid(1), 301_001).unwrap();
+        assert_eq!(thread, ThreadId(0));
         assert_eq!(closed.frames, Some(frames(5)));
         assert_eq!((closed.wait, closed.ns), (Wait::Blocked, 300_000));
         assert!(iv.back(Tid(1), 400_000).is_none(), "nothing open");
-        iv.out(Pid(1), Tid(1), 500_000, true);
-        let closed = iv.back(Tid(1), 600_000).unwrap();
+        iv.out(ThreadId(0), Tid(1), 500_000, true);
+        let (_, closed) = iv.back(Tid(1), 600_000).unwrap();
         assert_eq!((closed.frames, closed.wait), (None, Wait::Runnable));
     }
 
     #[test]
     fn open_intervals_end_when_recording_stops_but_not_after_exit() {
         let mut iv = Intervals::default();
-        iv.out(Pid(1), Tid(1), 100, false);
+        iv.out(ThreadId(0), Tid(1), 100, false);
         iv.exited(Tid(2));
-        iv.out(Pid(1), Tid(2), 100, false);
+        iv.out(ThreadId(0), Tid(2), 100, false);
         let closed = iv.stop(1100);
         assert_eq!(closed.len(), 1);
         assert_eq!((closed[0].1, closed[0].2.ns), (Tid(1), 1000));

@@ -48,11 +48,7 @@ pub(super) fn hues(profile: &Profile, per_thread: bool) -> BTreeMap<String, Hue>
             FrameKind::Kernel => Hue::Kernel,
             FrameKind::Jit => Hue::Jit,
             FrameKind::Python => Hue::Python,
-            FrameKind::Marker
-                if frame.name == "[off-cpu]" || frame.name.starts_with("[syscall: ") =>
-            {
-                Hue::OffCpu
-            }
+            FrameKind::Marker if super::is_off_cpu_marker(&frame.name) => Hue::OffCpu,
             FrameKind::Marker => Hue::Other,
         };
         hues.entry(frame_text(frame, true)).or_insert(hue);

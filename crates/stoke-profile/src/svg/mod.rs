@@ -215,8 +215,18 @@ pub(crate) fn render(
 /// The colour of off-CPU marker frames: a blue no palette of stoke uses.
 const OFF_CPU_BLUE: &str = "#5f87d7";
 
-/// Wall-clock profiles: the `[off-cpu]` marker and the `[syscall: NAME]`
-/// leaves of blocked stacks are drawn blue, so time off the CPU stands out
+/// Whether a frame name is one of the markers of time off the CPU: the
+/// `[off-cpu]` root and the leaves `[blocked: NAME]`, `[runnable]` and
+/// (ptrace) `[syscall: NAME]`.
+pub(crate) fn is_off_cpu_marker(name: &str) -> bool {
+    name == "[off-cpu]"
+        || name == "[runnable]"
+        || name.starts_with("[blocked: ")
+        || name.starts_with("[syscall: ")
+}
+
+/// Wall-clock profiles: the `[off-cpu]` marker and the `[blocked: NAME]`,
+/// `[runnable]` or `[syscall: NAME]` leaves of off-CPU stacks are drawn blue, so time off the CPU stands out
 /// from the red/orange/yellow of code on it. Every other name keeps its
 /// palette colour.
 fn off_cpu_palette(lines: &[String]) -> PaletteMap {
@@ -234,7 +244,7 @@ fn off_cpu_palette(lines: &[String]) -> PaletteMap {
             stack = rest;
         }
         for frame in stack.split(';') {
-            if frame == "[off-cpu]" || frame.starts_with("[syscall: ") {
+            if is_off_cpu_marker(frame) {
                 map.insert(frame, blue);
             }
         }
@@ -248,11 +258,21 @@ mod tests {
 
     #[test]
     fn off_cpu_markers_are_blue() {
-        let lines = ["p;[off-cpu];main;read;[syscall: read] 5".to_string()];
+        let lines = [
+            "p;[off-cpu];main;read;[syscall: read] 5".to_string(),
+            "p;[off-cpu];main;read;[blocked: read] 5".to_string(),
+            "p;[off-cpu];main;[runnable] 5".to_string(),
+        ];
         let map = off_cpu_palette(&lines);
         let blue = parse_hex_color(OFF_CPU_BLUE);
-        assert_eq!(map.get("[off-cpu]"), blue);
-        assert_eq!(map.get("[syscall: read]"), blue);
+        for marker in [
+            "[off-cpu]",
+            "[syscall: read]",
+            "[blocked: read]",
+            "[runnable]",
+        ] {
+            assert_eq!(map.get(marker), blue, "{marker}");
+        }
         assert_eq!(map.get("main"), None);
     }
 

@@ -61,7 +61,8 @@ pub(crate) enum Hue {
     Jit,
     /// Python functions read from a CPython interpreter's frames.
     Python,
-    /// Time off the CPU (`[off-cpu]`, `[syscall: NAME]`).
+    /// Time off the CPU (`[off-cpu]`, `[blocked: NAME]`, `[runnable]`,
+    /// `[syscall: NAME]`).
     OffCpu,
     /// The process and thread roots and stoke's markers (`[truncated: …]`,
     /// `[unknown]`).
