@@ -32,12 +32,13 @@ pub(crate) fn launch(
     let plan = command.exec_plan(&path)?;
     let cpus = online_cpus()?;
     let mut size = ring_size(
-        options.frequency,
+        super::switch::records_rate(options),
         options.stack,
         options.ring_pages,
         cpus.len(),
         page_size(),
     );
+    super::switch::wake_sooner(&mut size, options);
     if options.wake_each_sample {
         size.watermark = 1;
     }

@@ -25,6 +25,8 @@ use std::os::fd::OwnedFd;
 use super::open::{paranoid_level, Opener};
 use super::record::{self, Layout};
 use super::sampler::CpuRing;
+use super::sizing::RingSize;
+use crate::sys::ring::page_size;
 use stoke_model::{Pid, Tid};
 
 use crate::ptrace::stat;
@@ -35,6 +37,27 @@ use crate::{Call, Event, Sample, SampleError, SampleMode, SamplerOptions, Switch
 const MISC_SWITCH_OUT: u16 = 1 << 13;
 /// `PERF_RECORD_MISC_SWITCH_OUT_PREEMPT`: the task was still runnable.
 const MISC_SWITCH_OUT_PREEMPT: u16 = 1 << 14;
+
+/// How many stack samples a second a CPU's ring buffer is sized for: the
+/// sampling rate, plus in the off-CPU modes up to as many switch-out
+/// samples per thread again, and the switch records (two per switch, small
+/// but, at 100,000 switches a second, as many bytes as another rate's
+/// worth of samples).
+pub(crate) fn records_rate(options: &SamplerOptions) -> u32 {
+    match options.mode {
+        SampleMode::Cpu => options.frequency,
+        _ => options.frequency.saturating_mul(4),
+    }
+}
+
+/// In the off-CPU modes, wakes the reader four times as often: switch
+/// records come in bursts (a ping-pong fills a buffer in milliseconds) and
+/// a record lost is an interval lost.
+pub(crate) fn wake_sooner(size: &mut RingSize, options: &SamplerOptions) {
+    if options.mode.samples_off_cpu() {
+        size.watermark = (size.watermark / 4).max(page_size() as u32);
+    }
+}
 
 /// Refuses the off-CPU modes where the kernel would drop every
 /// context-switch sample (an unprivileged user at `perf_event_paranoid` 2
