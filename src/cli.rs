@@ -31,6 +31,8 @@ pub enum Command {
     Record(RecordArgs),
     /// Watch the hottest functions of a running process or a command, live.
     Top(crate::top::TopArgs),
+    /// Print every thread's stack of a running process, once.
+    Dump(crate::dump::DumpArgs),
     /// Print the top functions of a profile file (folded or pprof).
     Report(crate::report::ReportArgs),
     /// Convert or re-render a profile file (folded or pprof) without recording.
@@ -49,7 +51,7 @@ pub enum Command {
     /// Print the man page (roff) of stoke or of one subcommand:
     /// `stoke man record | man -l -`.
     Man {
-        /// A subcommand (record, report, convert, diff, doctor).
+        /// A subcommand (record, top, dump, report, convert, diff, doctor).
         subcommand: Option<String>,
     },
 }

@@ -8,6 +8,7 @@ mod destination;
 mod diff;
 mod doctor;
 mod doctor_target;
+mod dump;
 mod input;
 mod output;
 mod record;
@@ -35,6 +36,7 @@ fn main() -> ExitCode {
         cli::Command::Diff(args) => diff::run(args),
         cli::Command::Doctor(args) => doctor::run(args),
         cli::Command::Top(args) => top::run(args),
+        cli::Command::Dump(args) => dump::run(args),
         cli::Command::Completions { shell } => print_completions(shell),
         cli::Command::Man { subcommand } => print_man_page(subcommand.as_deref()),
     };

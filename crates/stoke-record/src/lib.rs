@@ -14,6 +14,7 @@
 //!   `finish`, and a launched command is only ever sent the signal stoke got.
 
 mod aggregate;
+mod dump;
 mod facts;
 mod live;
 mod modules;
@@ -29,6 +30,7 @@ mod wait;
 mod warning;
 
 pub use aggregate::{Aggregator, CountKey, StackStats};
+pub use dump::{dump, Dump, DumpFrame, DumpOptions, DumpThread};
 pub use facts::{LiveProcfs, ModuleUnavailable, ProcessFacts, ReplayFacts};
 pub use live::{LiveFrame, LiveNamer};
 pub use python::{PythonMode, PYTHON_STALE_FRAME};

@@ -32,6 +32,7 @@ pub use perf::sampler::PerfSampler;
 pub use perf::system::SystemSampler;
 pub use ptrace::backend::{Backend, Started};
 pub use ptrace::sampler::PtraceSampler;
+pub use ptrace::snapshot::{snapshot, ThreadSnapshot, ThreadState};
 pub use ptrace::syscalls::Syscall;
 pub use scope::{NamePattern, SystemScope};
 pub use target::{Child, ChildStdout, CommandSpec};

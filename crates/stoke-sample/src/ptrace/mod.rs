@@ -19,6 +19,7 @@ pub(crate) mod capture;
 pub(crate) mod launch;
 pub(crate) mod maps;
 pub(crate) mod sampler;
+pub(crate) mod snapshot;
 pub(crate) mod stat;
 pub(crate) mod syscalls;
 pub(crate) mod tracer;
