@@ -117,10 +117,11 @@ fn text(dump: &Dump) -> String {
         .max()
         .unwrap_or(Duration::ZERO);
     let mut out = format!(
-        "Process {} ({}): {} threads, each stopped for at most {} µs\n",
+        "Process {} ({}): {} thread{}, each stopped for at most {} µs\n",
         dump.pid,
         dump.process_name.as_deref().unwrap_or("?"),
         dump.threads.len(),
+        if dump.threads.len() == 1 { "" } else { "s" },
         longest.as_micros()
     );
     for thread in &dump.threads {

@@ -70,7 +70,9 @@ fn completions_name_every_subcommand() {
     for shell in ["bash", "zsh", "fish"] {
         let outcome = run(stoke().args(["completions", shell]));
         outcome.assert_success();
-        for sub in ["record", "report", "convert", "diff", "doctor"] {
+        for sub in [
+            "record", "top", "dump", "report", "convert", "diff", "doctor",
+        ] {
             assert!(
                 outcome.stdout.contains(sub),
                 "{shell} completions lack {sub}\n{outcome}"
