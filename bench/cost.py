@@ -2,8 +2,11 @@
 """stoke's own cost per sample and fixed cost, beside perf record's.
 
     python3 bench/cost.py [--stoke PATH] [--rounds N] [--short S] [--long S]
+                          [--target python|native]
 
-From the repository root. A one-thread CPU spinner runs; each profiler is
+From the repository root. A one-thread CPU spinner runs (a Python loop by
+default, so Python frames are read too; `--target native` spins in C, built
+with gcc); each profiler is
 attached to it for a short and a long recording (3 s and 6 s by default).
 The profiler's own CPU time (user + system, from wait4: it is the only
 process measured, the spinner is not its child) gives
@@ -84,10 +87,18 @@ def main():
     ap.add_argument("--short", type=float, default=3.0)
     ap.add_argument("--long", type=float, default=6.0)
     ap.add_argument("--freq", type=int, default=FREQ)
+    ap.add_argument("--target", choices=["python", "native"], default="python")
     args = ap.parse_args()
     globals()["FREQ"] = args.freq
     stoke = os.path.abspath(args.stoke)
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    build = tempfile.TemporaryDirectory(prefix="stoke-cost-spin-")
+    if args.target == "native":
+        spin = os.path.join(build.name, "spin")
+        subprocess.run(["gcc", "-O2", "-x", "c", "-o", spin, "-"], check=True,
+                       input=b"int main(void) { volatile unsigned long n = 0; for (;;) n++; }\n")
+        spinner = subprocess.Popen([spin])
+    else:
+        spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="stoke-cost-") as cwd:
@@ -101,7 +112,8 @@ def main():
     finally:
         spinner.kill()
         spinner.wait()
-    print(f"{FREQ} Hz, one spinning thread, {args.short:g} s vs {args.long:g} s, "
+        build.cleanup()
+    print(f"{FREQ} Hz, one spinning {args.target} thread, {args.short:g} s vs {args.long:g} s, "
           f"median of {args.rounds} rounds")
     print(f"{'profiler':<16} {'per sample':>12} {'fixed':>10}")
     for name, c in rows:

@@ -16,6 +16,7 @@ use crate::offcpu::{Closed, Intervals, OffCpuTime};
 use crate::processes::{is_file_backed, Processes};
 use crate::python::{PythonFrames, PythonMode};
 use crate::stack::{ModuleIndex, RawFrame, StackId, ThreadId, ThreadKey};
+use crate::store::ModuleStore;
 use crate::unwind::DwarfUnwinder;
 
 /// Counts of what was seen, for the summary.
@@ -43,6 +44,8 @@ pub struct Aggregator {
     facts: Box<dyn ProcessFacts>,
     processes: Processes,
     pub(crate) modules: ModuleTable,
+    /// Every binary read, shared by the unwinder and the symbolizer.
+    store: ModuleStore,
     /// Every unique frame sequence, by id.
     stack_ids: HashMap<Box<[RawFrame]>, StackId>,
     /// Every thread (with the names it had) stacks were counted on, by id.
@@ -91,6 +94,7 @@ impl Aggregator {
             facts,
             processes: Processes::default(),
             modules: ModuleTable::default(),
+            store: ModuleStore::default(),
             stack_ids: HashMap::new(),
             threads: Vec::new(),
             thread_index: HashMap::new(),
@@ -351,10 +355,15 @@ impl Aggregator {
                     self.stack_limit_hits += 1;
                 }
                 let process = self.processes.process_mut(sample.pid);
-                end = Some(
-                    self.unwinder
-                        .unwind(sample.pid, process, regs, stack, &mut user),
-                );
+                end = Some(self.unwinder.unwind(
+                    sample.pid,
+                    process,
+                    regs,
+                    stack,
+                    &mut user,
+                    &mut self.store,
+                    self.facts.as_mut(),
+                ));
             }
         }
         if end.is_none() {
@@ -427,7 +436,9 @@ impl Aggregator {
             return RawFrame::Jit(pid, address);
         }
         let offset = mapping.file_offset_of(addr).0;
-        let module = self.modules.intern(pid, mapping, self.facts.as_mut());
+        let module = self
+            .modules
+            .intern(pid, mapping, &mut self.store, self.facts.as_mut());
         RawFrame::Module(module, address.with_address(offset))
     }
 

@@ -31,8 +31,15 @@ pub trait ProcessFacts: Send {
     /// sample falls outside every mapping its events told of).
     fn executable_mappings(&mut self, pid: Pid) -> Option<Vec<Mapping>>;
 
-    /// Opens the file behind a file-backed mapping, as the process sees it.
+    /// Opens the file behind a file-backed mapping, as the process sees it,
+    /// checked to be the mapped one (the module store's only way in).
     fn open_module(&mut self, pid: Pid, mapping: &Mapping) -> Result<File, ModuleUnavailable>;
+
+    /// The process's root folder as stoke reaches it (`/proc/PID/root`),
+    /// where the separate debug files of its binaries are looked up too.
+    fn root_of(&mut self, _pid: Pid) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// Facts read from the live system's `/proc`.
@@ -57,6 +64,10 @@ impl ProcessFacts for LiveProcfs {
             },
             errno: e.errno(),
         })
+    }
+
+    fn root_of(&mut self, pid: Pid) -> Option<PathBuf> {
+        Some(PathBuf::from(format!("/proc/{pid}/root")))
     }
 }
 

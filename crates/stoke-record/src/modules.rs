@@ -1,8 +1,7 @@
-//! The modules seen in samples, interned by key, each with the file held
-//! open from its first sample (or why it could not be opened).
+//! The modules seen in samples, interned by key, each with its image from
+//! the module store (or why it has none).
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -10,6 +9,7 @@ use stoke_model::{BuildId, Mapping, MappingKind, ModuleKey, Pid};
 
 use crate::facts::{ModuleUnavailable, ProcessFacts};
 use crate::stack::ModuleIndex;
+use crate::store::{ModuleImage, ModuleStore, Unloaded};
 
 /// A module seen in samples.
 #[derive(Clone, Debug)]
@@ -19,28 +19,21 @@ pub(crate) struct ModuleInfo {
     pub path: Option<PathBuf>,
     /// Whether it is the vDSO (symbolized from stoke's own copy).
     pub is_vdso: bool,
-    /// A process that mapped it, to open it through `/proc/PID/root`.
-    pub pid: Pid,
     pub build_id: Option<BuildId>,
     pub short_name: String,
-    /// The file, held open from when the module was first sampled, so that
-    /// a binary deleted or replaced while it runs is still read (through
-    /// `/proc/PID/map_files`) after the process is gone.
-    pub file: Option<Arc<File>>,
-    /// Why the file could not be opened when it was first sampled.
+    /// The file's bytes, read by the store when the module was first met,
+    /// so that a binary deleted or replaced while it runs is still named
+    /// after the process is gone.
+    pub image: Option<Arc<ModuleImage>>,
+    /// Why the file could not be read when it was first met.
     pub unavailable: Option<ModuleUnavailable>,
 }
-
-/// How many module files are held open at most (each costs a descriptor);
-/// modules past this are opened by path when recording stops.
-const MAX_HELD_FILES: usize = 256;
 
 /// Modules seen in samples, interned by key.
 #[derive(Debug, Default)]
 pub(crate) struct ModuleTable {
     index: HashMap<ModuleKey, ModuleIndex>,
     pub modules: Vec<ModuleInfo>,
-    held_files: usize,
 }
 
 impl ModuleTable {
@@ -49,6 +42,7 @@ impl ModuleTable {
         &mut self,
         pid: Pid,
         mapping: &Mapping,
+        store: &mut ModuleStore,
         facts: &mut dyn ProcessFacts,
     ) -> ModuleIndex {
         let key = mapping.module_key();
@@ -60,20 +54,16 @@ impl ModuleTable {
             MappingKind::File(p) => Some(p.clone()),
             _ => None,
         };
-        let (file, unavailable) = match (&path, self.held_files < MAX_HELD_FILES) {
-            (Some(_), true) => match facts.open_module(pid, mapping) {
-                Ok(file) => (Some(Arc::new(file)), None),
-                Err(why) => (None, Some(why)),
-            },
-            _ => (None, None),
+        let (image, unavailable) = match store.get(pid, mapping, facts) {
+            Ok(image) if path.is_some() => (Some(image), None),
+            Ok(_) | Err(Unloaded::NoFile) => (None, None),
+            Err(Unloaded::Unavailable(why)) => (None, Some(why)),
         };
-        self.held_files += usize::from(file.is_some());
         self.modules.push(ModuleInfo {
-            file,
+            image,
             unavailable,
             path,
             is_vdso: mapping.kind == MappingKind::Vdso,
-            pid,
             build_id: mapping.build_id.clone(),
             short_name: mapping.short_name(),
         });

@@ -12,7 +12,7 @@ use stoke_symbolize::{ModuleRequest, SymbolFrame, Symbolized, Symbolizer};
 use crate::modules::{ModuleInfo, ModuleTable};
 use crate::python::{frame_name, PythonFrame, PYTHON_STALE_FRAME};
 use crate::stack::{ModuleIndex, RawFrame, ThreadKey, OFF_CPU_FRAME, RUNNABLE_FRAME};
-use crate::{TruncationReason, Warning, Warnings};
+use crate::{Warning, Warnings};
 
 /// Counted stacks: (thread, frames leaf first, samples).
 pub(crate) type Counted<'a> = [(&'a ThreadKey, &'a [RawFrame], u64)];
@@ -244,15 +244,19 @@ fn run_jobs(mut symbolizer: Symbolizer, jobs: &[Job], sender: &mpsc::Sender<Name
 pub(crate) fn run_job(symbolizer: &mut Symbolizer, job: &Job) -> Vec<Symbolized> {
     match job {
         Job::Module(_, info, addresses) => match &info.path {
-            Some(path) => symbolizer.symbolize_module(
-                &ModuleRequest {
-                    path,
-                    pid: Some(info.pid),
-                    build_id: info.build_id.as_ref(),
-                    file: info.file.as_deref(),
-                },
-                addresses,
-            ),
+            Some(path) => match &info.image {
+                Some(image) => symbolizer.symbolize_module(
+                    &ModuleRequest {
+                        path,
+                        build_id: info.build_id.as_ref(),
+                        map: image.map(),
+                        root: image.root.as_deref(),
+                    },
+                    addresses,
+                ),
+                // The store could not read it: never by path instead.
+                None => vec![Symbolized::Unknown(unread(path)); addresses.len()],
+            },
             None if info.is_vdso => symbolizer.symbolize_vdso(info.build_id.as_ref(), addresses),
             None => {
                 vec![Symbolized::Unknown(stoke_symbolize::UnknownReason::NoSymbol); addresses.len()]
@@ -267,6 +271,11 @@ pub(crate) fn run_job(symbolizer: &mut Symbolizer, job: &Job) -> Vec<Symbolized>
             symbolizer.symbolize_jit(*pid, &lookup)
         }
     }
+}
+
+/// Why a module the store could not read has no names.
+fn unread(path: &std::path::Path) -> stoke_symbolize::UnknownReason {
+    stoke_symbolize::UnknownReason::FileUnavailable(format!("{}: not read", path.display()))
 }
 
 /// `STOKE_TEST_SLOW_NAMING_MS`: a pause before each naming job, so that
@@ -295,15 +304,7 @@ fn name_job(
             // since is worth a word; one opened later by path is not.
             if let (Some(why), Some(path)) = (info.unavailable, &info.path) {
                 if results.iter().all(|r| matches!(r, Symbolized::Unknown(_))) {
-                    warnings.push(match why.reason {
-                        TruncationReason::ModuleMismatch => {
-                            Warning::ModuleMismatch { path: path.clone() }
-                        }
-                        _ => Warning::ModuleUnreadable {
-                            path: path.clone(),
-                            errno: why.errno,
-                        },
-                    });
+                    warnings.push(Warning::unavailable(path, why));
                 }
             }
             for (a, result) in addresses.iter().zip(results) {

@@ -5,14 +5,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use stoke_model::{FrameAddress, Mapping, MappingKind, ModuleKey, Pid, Registers};
-use stoke_sample::procfs::{self, ModuleOpenError};
 use stoke_sample::StackBytes;
 use stoke_unwind::{
     Code, ModuleRef, ModuleUnwindInfo, StackEnd, TruncationReason, UnwindMode, Unwinder,
 };
 
+use crate::facts::ProcessFacts;
 use crate::processes::Process;
-use crate::sys::mmap::map_file;
+use crate::store::{ModuleStore, Unloaded};
 use crate::warning::Warning;
 
 /// Frames deeper than this are cut (`[truncated: too deep]`).
@@ -74,7 +74,9 @@ impl DwarfUnwinder {
         self.mode != UnwindMode::FramePointer
     }
 
-    /// Unwinds one sample's user stack into `out`, leaf first.
+    /// Unwinds one sample's user stack into `out`, leaf first. Modules are
+    /// read from `store` (through `facts`) when first met.
+    #[allow(clippy::too_many_arguments)]
     pub fn unwind(
         &mut self,
         pid: Pid,
@@ -82,8 +84,10 @@ impl DwarfUnwinder {
         regs: &Registers,
         stack: &StackBytes,
         out: &mut Vec<FrameAddress>,
+        store: &mut ModuleStore,
+        facts: &mut dyn ProcessFacts,
     ) -> StackEnd {
-        self.refresh_table(pid, process);
+        self.refresh_table(pid, process, store, facts);
         let Some(table) = self.tables.get(&pid) else {
             return StackEnd::Truncated(stoke_unwind::TruncationReason::NoModule);
         };
@@ -137,7 +141,13 @@ impl DwarfUnwinder {
     }
 
     /// Rebuilds a process's table when its mappings changed.
-    fn refresh_table(&mut self, pid: Pid, process: &Process) {
+    fn refresh_table(
+        &mut self,
+        pid: Pid,
+        process: &Process,
+        store: &mut ModuleStore,
+        facts: &mut dyn ProcessFacts,
+    ) {
         if let Some(t) = self.tables.get(&pid) {
             if t.generation == process.generation {
                 return;
@@ -146,7 +156,7 @@ impl DwarfUnwinder {
         let mut entries = Vec::new();
         let mut failed = Vec::new();
         for mapping in &process.mappings {
-            let info = match self.module_info(pid, mapping) {
+            let info = match self.module_info(pid, mapping, store, facts) {
                 Ok(info) => info,
                 Err(Some(failure)) => {
                     failed.push(Failed {
@@ -184,12 +194,14 @@ impl DwarfUnwinder {
         &mut self,
         pid: Pid,
         mapping: &Mapping,
+        store: &mut ModuleStore,
+        facts: &mut dyn ProcessFacts,
     ) -> Result<Arc<ModuleUnwindInfo>, Option<LoadFailure>> {
         let key = mapping.module_key();
         if let Some(cached) = self.modules.get(&key) {
             return cached.clone();
         }
-        let loaded = load_module(pid, mapping).map(Arc::new);
+        let loaded = load_module(store.get(pid, mapping, facts), mapping).map(Arc::new);
         self.modules.insert(key, loaded.clone());
         loaded
     }
@@ -224,46 +236,33 @@ fn in_ranges(ranges: &[(u64, u64)], addr: u64) -> bool {
         .is_some_and(|&(_, end)| addr < end)
 }
 
-/// Reads a module's unwind tables: its file (through the target's root, or
-/// its map_files link when the binary was deleted or replaced while it
-/// runs), or for the vDSO the kernel's image, which is the same in every
-/// process.
-fn load_module(pid: Pid, mapping: &Mapping) -> Result<ModuleUnwindInfo, Option<LoadFailure>> {
-    let unreadable = |path: &std::path::Path, errno| LoadFailure {
-        reason: TruncationReason::ModuleUnreadable,
-        warning: Warning::ModuleUnreadable {
-            path: path.to_path_buf(),
-            errno,
-        },
+/// Parses a module's unwind tables from the store's image of it (the file,
+/// or for the vDSO the kernel's image, the same in every process).
+fn load_module(
+    loaded: crate::store::Loaded,
+    mapping: &Mapping,
+) -> Result<ModuleUnwindInfo, Option<LoadFailure>> {
+    let path = match &mapping.kind {
+        MappingKind::File(path) => Some(path),
+        _ => None,
     };
-    let data: Arc<dyn AsRef<[u8]> + Send + Sync> = match &mapping.kind {
-        MappingKind::File(path) => {
-            let file = procfs::open_mapped_file(pid, mapping).map_err(|e| match e {
-                ModuleOpenError::Mismatch { path } => Some(LoadFailure {
-                    reason: TruncationReason::ModuleMismatch,
-                    warning: Warning::ModuleMismatch { path },
-                }),
-                e @ ModuleOpenError::Unreadable { .. } => Some(unreadable(path, e.errno())),
-                ModuleOpenError::NotAFile => None,
-            })?;
-            let map = map_file(&file).map_err(|e| Some(unreadable(path, e.raw_os_error())))?;
-            let info =
-                ModuleUnwindInfo::parse(Arc::new(map)).map_err(|_| Some(unreadable(path, None)))?;
-            // A mapping known by its build-id (perf's MMAP2 records give it
-            // in place of the inode) is checked by it.
-            if let (Some(wanted), Some(found)) = (&mapping.build_id, info.build_id()) {
-                if wanted.0 != found {
-                    return Err(Some(LoadFailure {
-                        reason: TruncationReason::ModuleMismatch,
-                        warning: Warning::ModuleMismatch { path: path.clone() },
-                    }));
-                }
-            }
-            return Ok(info);
+    let image = match (loaded, path) {
+        (Ok(image), _) => image,
+        (Err(Unloaded::Unavailable(why)), Some(path)) => {
+            return Err(Some(LoadFailure {
+                reason: why.reason,
+                warning: Warning::unavailable(path, why),
+            }))
         }
-        // The kernel maps the same image into every process: stoke's own.
-        MappingKind::Vdso => Arc::new(stoke_symbolize::own_vdso_image().map_err(|_| None)?),
-        _ => return Err(None),
+        (Err(_), _) => return Err(None),
     };
-    ModuleUnwindInfo::parse(data).map_err(|_| None)
+    ModuleUnwindInfo::parse(image).map_err(|_| {
+        path.map(|path| LoadFailure {
+            reason: TruncationReason::ModuleUnreadable,
+            warning: Warning::ModuleUnreadable {
+                path: path.clone(),
+                errno: None,
+            },
+        })
+    })
 }

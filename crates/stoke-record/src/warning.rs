@@ -1,7 +1,11 @@
 //! Problems the user should hear about, each once.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use stoke_unwind::TruncationReason;
+
+use crate::facts::ModuleUnavailable;
 
 /// A problem met while recording or naming, told once at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -28,6 +32,21 @@ pub enum Warning {
     },
     /// The symbolizer's own account (a refused perf map, broken debug info).
     Symbolize(String),
+}
+
+impl Warning {
+    /// The warning for a module file the store could not use.
+    pub(crate) fn unavailable(path: &Path, why: ModuleUnavailable) -> Warning {
+        match why.reason {
+            TruncationReason::ModuleMismatch => Warning::ModuleMismatch {
+                path: path.to_path_buf(),
+            },
+            _ => Warning::ModuleUnreadable {
+                path: path.to_path_buf(),
+                errno: why.errno,
+            },
+        }
+    }
 }
 
 impl fmt::Display for Warning {

@@ -131,7 +131,7 @@ mod tests {
             eprintln!("skipped: {} is not installed", path.display());
             return;
         }
-        let image = ElfImage::open(path).unwrap();
+        let image = ElfImage::open(path, crate::open_file).unwrap();
         let bounds = FunctionBounds::load(&image).unwrap();
         assert!(bounds.hdr.is_some(), "liblzma has an .eh_frame_hdr table");
         let index = bounds.build_index();

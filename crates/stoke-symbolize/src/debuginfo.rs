@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::elf::ElfImage;
+use crate::FileOpener;
 
 /// The system's global debug folder.
 const SYSTEM_DEBUG_DIR: &str = "/usr/lib/debug";
@@ -20,6 +21,8 @@ pub(crate) struct DebugSearch<'a> {
     pub(crate) root: Option<&'a Path>,
     /// Extra folders from the options, searched first.
     pub(crate) debug_dirs: &'a [PathBuf],
+    /// How candidate files are opened.
+    pub(crate) open: FileOpener,
 }
 
 impl DebugSearch<'_> {
@@ -40,7 +43,7 @@ impl DebugSearch<'_> {
         if let Some(id) = build_id {
             for dir in &dirs {
                 if let Some(image) = build_id_path(dir, id)
-                    .and_then(|p| open_checked(&p, binary, Check::BuildId(id)))
+                    .and_then(|p| open_checked(&p, binary, Check::BuildId(id), self.open))
                 {
                     return Some(image);
                 }
@@ -64,7 +67,7 @@ impl DebugSearch<'_> {
         }
         candidates
             .iter()
-            .find_map(|path| open_checked(path, binary, check))
+            .find_map(|path| open_checked(path, binary, check, self.open))
     }
 
     /// Finds the dwz supplementary file a debug image refers to.
@@ -84,7 +87,7 @@ impl DebugSearch<'_> {
         }
         candidates
             .iter()
-            .find_map(|path| open_checked(path, image, Check::BuildId(id)))
+            .find_map(|path| open_checked(path, image, Check::BuildId(id), self.open))
     }
 }
 
@@ -113,11 +116,16 @@ enum Check<'a> {
     Crc(u32),
 }
 
-fn open_checked(path: &Path, binary: &ElfImage, check: Check<'_>) -> Option<ElfImage> {
+fn open_checked(
+    path: &Path,
+    binary: &ElfImage,
+    check: Check<'_>,
+    open: FileOpener,
+) -> Option<ElfImage> {
     if path == binary.path || !path.is_file() {
         return None;
     }
-    let image = ElfImage::open(path).ok()?;
+    let image = ElfImage::open(path, open).ok()?;
     let matches = match (check, image.build_id.as_deref()) {
         (Check::BuildId(id), found) => found == Some(id),
         (Check::BuildIdOrCrc(id, _), Some(found)) => found == id,

@@ -3,16 +3,19 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use gimli::{EndianReader, RunTimeEndian};
 use object::elf;
 use object::read::{CompressionFormat, SectionKind};
 use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol, SectionFlags, SectionIndex};
 
+use memmap2::Mmap;
 use stoke_model::layout::LoadSegment;
 
 use crate::symtab::{RawSymbol, SymbolSource};
 use crate::sys::Bytes;
+use crate::FileOpener;
 
 /// The gimli reader over (mapped or decompressed) section bytes.
 pub(crate) type Reader = EndianReader<RunTimeEndian, Bytes>;
@@ -49,31 +52,6 @@ pub(crate) enum LoadError {
     NotElf(PathBuf),
 }
 
-/// Opens a file the target (or its owner) may have planted, without ever
-/// blocking or opening anything but a regular file: `O_PATH` first (which
-/// opens no device and waits for no FIFO writer), a check that it is a
-/// regular file, then the same inode opened for reading through
-/// `/proc/self/fd` with `O_NONBLOCK | O_NOCTTY`. Anything else is an
-/// `InvalidInput` error.
-pub(crate) fn open_regular(path: &Path) -> std::io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::os::unix::io::AsRawFd;
-    let handle = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-        .open(path)?;
-    if !handle.metadata()?.file_type().is_file() {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidInput,
-            "not a regular file",
-        ));
-    }
-    std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open(format!("/proc/self/fd/{}", handle.as_raw_fd()))
-}
-
 /// A mapped ELF file and the facts parsed from it once.
 pub(crate) struct ElfImage {
     /// Where it was opened from.
@@ -97,14 +75,19 @@ pub(crate) struct ElfImage {
 }
 
 impl ElfImage {
-    /// Opens ([`open_regular`]), maps and parses a file.
-    pub(crate) fn open(path: &Path) -> Result<ElfImage, LoadError> {
+    /// Opens a file with `open`, maps and parses it.
+    pub(crate) fn open(path: &Path, open: FileOpener) -> Result<ElfImage, LoadError> {
         let io = |source| LoadError::Io {
             path: path.to_path_buf(),
             source,
         };
-        let file = open_regular(path).map_err(io)?;
+        let file = open(path).map_err(io)?;
         ElfImage::open_file(path, &file)
+    }
+
+    /// Parses a file the caller mapped; `path` names it.
+    pub(crate) fn from_map(path: &Path, map: Arc<Mmap>) -> Result<ElfImage, LoadError> {
+        ElfImage::parse(path, Bytes::shared(map))
     }
 
     /// Maps and parses a file the caller opened; `path` names it.

@@ -94,6 +94,7 @@ pub fn inspect_module(
         target_path: path,
         root,
         debug_dirs,
+        open: crate::open_file,
     };
     let debug_file = search
         .find(&image, image.build_id.as_deref())

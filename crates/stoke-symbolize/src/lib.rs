@@ -11,12 +11,16 @@
 //!   of that function gets the same `module+0xSTART` name.
 //! - The vDSO is read from stoke's own memory ([`Symbolizer::symbolize_vdso`]):
 //!   the kernel maps one image into every process of an ABI.
-//! - Files the target names are opened through `/proc/PID/root` when a pid
-//!   is given, so processes in other mount namespaces resolve; a caller that
-//!   holds the file open already (a binary deleted or replaced while it runs,
-//!   opened through `/proc/PID/map_files`) hands that handle instead.
-//! - Addresses are file offsets (`avma - mapping start + pgoff`); this crate
-//!   maps them to the ELF's own addresses with its `PT_LOAD` headers.
+//! - A target's binaries are not opened here: the caller's module store
+//!   opens each one (through `/proc/PID/root` or `/proc/PID/map_files`,
+//!   checked to be the mapped file) and hands its mapping
+//!   ([`ModuleRequest::map`]), the same bytes the unwinder read. Separate
+//!   debug files are looked up beside it and under the target's root
+//!   ([`ModuleRequest::root`]) and opened with the caller's opener
+//!   ([`Symbolizer::open_files_with`]).
+//! - Addresses map to the ELF's own addresses by the one layout rule the
+//!   unwinder uses too ([`stoke_model::layout`]).
+//! - Addresses are file offsets (`avma - mapping start + pgoff`).
 //! - Debug info is used only when it provably belongs to the binary (same
 //!   build-id, or the debuglink's CRC32).
 //! - Perf maps are opened without following symlinks and only when owned by
@@ -48,6 +52,9 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use memmap2::Mmap;
 
 use stoke_model::{BuildId, FrameAddress, Pid};
 
@@ -55,6 +62,7 @@ pub use crate::inspect::{inspect_module, ModuleFacts};
 use crate::jit::{JitMap, MapError, Stamp};
 use crate::kernel::Kernel;
 use crate::module::{Module, ModuleSource};
+pub use crate::sys::map_file;
 pub use crate::vdso::own_image as own_vdso_image;
 
 /// Options of a [`Symbolizer`].
@@ -147,20 +155,32 @@ pub enum Symbolized {
     Unknown(UnknownReason),
 }
 
+/// How the symbolizer opens a file by path: debug files, and binaries
+/// given by path only ([`Symbolizer::open_files_with`]).
+pub type FileOpener = fn(&Path) -> std::io::Result<File>;
+
+/// The default [`FileOpener`]: a plain read-only open, for files stoke's
+/// own user names (debug candidates are checked to be regular files first).
+pub(crate) fn open_file(path: &Path) -> std::io::Result<File> {
+    File::open(path)
+}
+
 /// A module to symbolize addresses in.
 #[derive(Clone, Debug)]
 pub struct ModuleRequest<'a> {
-    /// The path as the target sees it (from its maps).
+    /// The path as the target sees it (from its maps): names the module in
+    /// messages and locates its debug files.
     pub path: &'a Path,
-    /// The target's pid, to open the file through `/proc/PID/root`.
-    pub pid: Option<Pid>,
     /// The build-id the mapping had, when known, to check debug files.
     pub build_id: Option<&'a BuildId>,
-    /// The file already opened by the caller, read instead of `path`: for a
-    /// binary deleted or replaced while it runs, the handle from
-    /// `/proc/PID/map_files/START-END` (`path` still names it in messages
-    /// and locates its debug files).
-    pub file: Option<&'a File>,
+    /// The module's bytes, mapped by the caller's module store, which
+    /// opened the file and checked it is the one mapped. `None`: `path` is
+    /// opened here (a file of this host that stoke's user names, as tests
+    /// and tools do), never a target's.
+    pub map: Option<Arc<Mmap>>,
+    /// The target's root (`/proc/PID/root`), where debug files are looked
+    /// up too, and whose `path` the binary is.
+    pub root: Option<&'a Path>,
 }
 
 /// What identifies one version of a file on disk.
@@ -178,6 +198,10 @@ pub struct Symbolizer {
     /// Loaded modules (or why they could not be), indexed by the maps below.
     modules: Vec<Result<Module, UnknownReason>>,
     by_file: HashMap<FileId, usize>,
+    /// Modules the caller mapped, by the mapping's address (the `Arc` kept,
+    /// so the address stays theirs).
+    by_map: HashMap<usize, (Arc<Mmap>, usize)>,
+    open: FileOpener,
     by_build_id: HashMap<Vec<u8>, usize>,
     kernel: Kernel,
     /// stoke's own vDSO, loaded on first use.
@@ -195,6 +219,8 @@ impl Symbolizer {
             options,
             modules: Vec::new(),
             by_file: HashMap::new(),
+            by_map: HashMap::new(),
+            open: open_file,
             by_build_id: HashMap::new(),
             kernel: Kernel::new(),
             vdso: None,
@@ -202,6 +228,12 @@ impl Symbolizer {
             target_owners: Vec::new(),
             warnings: Vec::new(),
         }
+    }
+
+    /// Opens debug files, and binaries given by path only, with `open` (a
+    /// recording gives its non-blocking, regular-files-only opener).
+    pub fn open_files_with(&mut self, open: FileOpener) {
+        self.open = open;
     }
 
     /// The options this symbolizer was made with.
@@ -393,27 +425,41 @@ impl Symbolizer {
         if let Some(&index) = request.build_id.and_then(|id| self.by_build_id.get(&id.0)) {
             return Ok(index);
         }
-        let (opened, root) = resolve_path(request.path, request.pid);
-        let meta = match request.file {
-            Some(file) => file.metadata(),
-            None => std::fs::metadata(&opened),
+        let map_key = request.map.as_ref().map(|m| m.as_ptr() as usize);
+        if let Some((_, index)) = map_key.and_then(|key| self.by_map.get(&key)) {
+            return Ok(*index);
         }
-        .map_err(|e| UnknownReason::FileUnavailable(format!("{}: {e}", request.path.display())))?;
-        let id = FileId {
-            dev: meta.dev(),
-            inode: meta.ino(),
-            size: meta.size(),
-            mtime_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        // Debug files beside the binary are looked for where it is seen.
+        let opened = match (request.root, request.path.strip_prefix("/")) {
+            (Some(root), Ok(relative)) => root.join(relative),
+            _ => request.path.to_path_buf(),
         };
-        if let Some(&index) = self.by_file.get(&id) {
-            return Ok(index);
-        }
+        let file_id = match &request.map {
+            Some(_) => None,
+            None => {
+                let meta = std::fs::metadata(&opened).map_err(|e| {
+                    UnknownReason::FileUnavailable(format!("{}: {e}", request.path.display()))
+                })?;
+                let id = FileId {
+                    dev: meta.dev(),
+                    inode: meta.ino(),
+                    size: meta.size(),
+                    mtime_ns: i128::from(meta.mtime()) * 1_000_000_000
+                        + i128::from(meta.mtime_nsec()),
+                };
+                if let Some(&index) = self.by_file.get(&id) {
+                    return Ok(index);
+                }
+                Some(id)
+            }
+        };
         let source = ModuleSource {
             opened_path: &opened,
             target_path: request.path,
-            root: root.as_deref(),
+            root: request.root,
             build_id: request.build_id.map(|id| id.0.as_slice()),
-            file: request.file,
+            map: request.map.clone(),
+            open: self.open,
         };
         let mut loaded = Module::load(&source, &self.options);
         if let Ok(module) = &mut loaded {
@@ -426,7 +472,12 @@ impl Symbolizer {
             self.by_build_id.insert(build_id.to_vec(), index);
         }
         self.modules.push(loaded);
-        self.by_file.insert(id, index);
+        if let Some(id) = file_id {
+            self.by_file.insert(id, index);
+        }
+        if let (Some(key), Some(map)) = (map_key, &request.map) {
+            self.by_map.insert(key, (Arc::clone(map), index));
+        }
         Ok(index)
     }
 }
@@ -466,19 +517,6 @@ fn lookup_all(
     results
 }
 
-/// The path to open for a file the target names, and the target's root when
-/// going through `/proc/PID/root`.
-fn resolve_path(path: &Path, pid: Option<Pid>) -> (PathBuf, Option<PathBuf>) {
-    if let (Some(pid), Ok(relative)) = (pid, path.strip_prefix("/")) {
-        let root = PathBuf::from(format!("/proc/{pid}/root"));
-        let inside = root.join(relative);
-        if inside.exists() {
-            return (inside, Some(root));
-        }
-    }
-    (path.to_path_buf(), None)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -495,9 +533,9 @@ mod tests {
         let mut s = Symbolizer::new(SymbolizeOptions::default());
         let request = ModuleRequest {
             path: Path::new("/nonexistent/stoke-test-binary"),
-            pid: None,
             build_id: None,
-            file: None,
+            map: None,
+            root: None,
         };
         let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x1000)]);
         assert!(matches!(
@@ -540,9 +578,9 @@ mod tests {
         let mut s = Symbolizer::new(SymbolizeOptions::default());
         let request = ModuleRequest {
             path: Path::new("/proc/self/status"),
-            pid: None,
             build_id: None,
-            file: None,
+            map: None,
+            root: None,
         };
         let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x10)]);
         assert!(matches!(

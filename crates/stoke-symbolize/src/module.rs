@@ -2,6 +2,9 @@
 //! segments, its DWARF (own or from a debug file) and its symbol tables.
 
 use std::path::Path;
+use std::sync::Arc;
+
+use memmap2::Mmap;
 
 use crate::cfi::FunctionBounds;
 use crate::debuginfo::DebugSearch;
@@ -12,7 +15,7 @@ use stoke_model::layout::{file_offset_to_svma, svma_to_file_offset, LoadSegment}
 use crate::elf::{ElfImage, LoadError};
 use crate::plt::CodeLayout;
 use crate::symtab::{SymbolSource, SymbolTable};
-use crate::{SymbolFrame, SymbolizeOptions, Symbolized, UnknownReason};
+use crate::{FileOpener, SymbolFrame, SymbolizeOptions, Symbolized, UnknownReason};
 
 /// Where a module's file is and where to look for its debug info.
 pub(crate) struct ModuleSource<'a> {
@@ -24,8 +27,10 @@ pub(crate) struct ModuleSource<'a> {
     pub(crate) root: Option<&'a Path>,
     /// The build-id the mapping reported.
     pub(crate) build_id: Option<&'a [u8]>,
-    /// The file, already opened by the caller (read instead of `opened_path`).
-    pub(crate) file: Option<&'a std::fs::File>,
+    /// The file, already mapped by the caller (read instead of `opened_path`).
+    pub(crate) map: Option<Arc<Mmap>>,
+    /// How files (the binary when not mapped, its debug files) are opened.
+    pub(crate) open: FileOpener,
 }
 
 /// A parsed module, ready for lookups.
@@ -46,9 +51,9 @@ impl Module {
         source: &ModuleSource<'_>,
         options: &SymbolizeOptions,
     ) -> Result<Module, UnknownReason> {
-        let opened = match source.file {
-            Some(file) => ElfImage::open_file(source.target_path, file),
-            None => ElfImage::open(source.opened_path),
+        let opened = match &source.map {
+            Some(map) => ElfImage::from_map(source.target_path, Arc::clone(map)),
+            None => ElfImage::open(source.opened_path, source.open),
         };
         let binary = opened.map_err(|e| match e {
             LoadError::Io { .. } => UnknownReason::FileUnavailable(e.to_string()),
@@ -61,6 +66,7 @@ impl Module {
             target_path: source.target_path,
             root: source.root,
             debug_dirs: &options.debug_dirs,
+            open: source.open,
         };
         let build_id = binary.build_id.as_deref().or(source.build_id);
         let debug = if binary.has_dwarf {

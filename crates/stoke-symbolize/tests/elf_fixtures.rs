@@ -88,9 +88,9 @@ fn return_addresses_are_looked_up_inside_the_call() {
     let mut s = symbolizer();
     let request = ModuleRequest {
         path: &binary,
-        pid: None,
         build_id: None,
-        file: None,
+        map: None,
+        root: None,
     };
     // One past the end of main, as a return address, is still main.
     let end = file_offset(&binary, main.address + main.size - 1) + 1;
@@ -146,9 +146,9 @@ fn pie_file_offsets_are_converted_to_addresses() {
     // A file offset no segment maps (inside the ELF header padding) has no name.
     let request = ModuleRequest {
         path: &binary,
-        pid: None,
         build_id: None,
-        file: None,
+        map: None,
+        root: None,
     };
     let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(u64::MAX / 2)]);
     assert_eq!(out, vec![Symbolized::Unknown(UnknownReason::NoSymbol)]);
@@ -276,9 +276,9 @@ fn split_debug_info_is_found_by_build_id_in_debug_dirs() {
     // The mapping's build-id must match the file's.
     let request = ModuleRequest {
         path: &binary,
-        pid: None,
         build_id: Some(&BuildId(vec![0xde, 0xad])),
-        file: None,
+        map: None,
+        root: None,
     };
     let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0)]);
     assert!(matches!(
@@ -346,9 +346,9 @@ fn stripped_static_functions_are_named_by_their_start() {
     assert_eq!(outer_name(&out[0]), Some("main"));
     let request = ModuleRequest {
         path: &binary,
-        pid: None,
         build_id: None,
-        file: None,
+        map: None,
+        root: None,
     };
     let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(0x10)]);
     assert_eq!(out, vec![Symbolized::Unknown(UnknownReason::NoSymbol)]);
@@ -425,7 +425,7 @@ fn debuglink_under_a_debug_dir_mirrors_the_binary_path() {
 }
 
 #[test]
-fn a_deleted_binary_is_read_through_the_callers_handle() {
+fn a_deleted_binary_is_read_through_the_callers_mapping() {
     let dir = tempfile::tempdir().unwrap();
     let binary = compile(dir.path(), "deleted", &["-g"]);
     let f = function(&binary, "hash_loop");
@@ -436,16 +436,16 @@ fn a_deleted_binary_is_read_through_the_callers_handle() {
     let address = [FrameAddress::InstructionPointer(offset)];
     let by_path = ModuleRequest {
         path: &binary,
-        pid: None,
         build_id: None,
-        file: None,
+        map: None,
+        root: None,
     };
     assert!(matches!(
         &s.symbolize_module(&by_path, &address)[0],
         Symbolized::Unknown(UnknownReason::FileUnavailable(_))
     ));
     let by_handle = ModuleRequest {
-        file: Some(&handle),
+        map: Some(stoke_symbolize::map_file(&handle).unwrap()),
         ..by_path
     };
     let out = s.symbolize_module(&by_handle, &address);

@@ -32,12 +32,12 @@ fn malloc_in_libc_is_named() {
     let malloc = function(libc, "malloc");
     let offset = file_offset(libc, malloc.address) + 8;
     let mut s = symbolizer();
-    for pid in [None, Some(Pid(std::process::id()))] {
+    for root in [None, Some(Path::new("/proc/self/root"))] {
         let request = ModuleRequest {
             path: libc,
-            pid,
             build_id: None,
-            file: None,
+            map: None,
+            root,
         };
         let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(offset)]);
         let name = outer_name(&out[0]).unwrap_or_else(|| panic!("{out:?}"));
@@ -188,18 +188,18 @@ fn a_thousand_addresses_in_libc_and_a_binary() {
     let libc_out = s.symbolize_module(
         &ModuleRequest {
             path: libc,
-            pid: None,
             build_id: None,
-            file: None,
+            map: None,
+            root: None,
         },
         &libc_addresses,
     );
     let binary_out = s.symbolize_module(
         &ModuleRequest {
             path: &binary,
-            pid: None,
             build_id: None,
-            file: None,
+            map: None,
+            root: None,
         },
         &binary_addresses,
     );
@@ -243,9 +243,9 @@ fn this_test_binary_symbolizes_its_own_rust_functions() {
     let mut s = symbolizer();
     let request = ModuleRequest {
         path: &path,
-        pid: Some(Pid(std::process::id())),
         build_id: None,
-        file: None,
+        map: Some(stoke_symbolize::map_file(&std::fs::File::open(&path).unwrap()).unwrap()),
+        root: Some(Path::new("/proc/self/root")),
     };
     let out = s.symbolize_module(&request, &[FrameAddress::InstructionPointer(offset + 1)]);
     let Symbolized::Found(frames) = &out[0] else {
@@ -301,9 +301,9 @@ fn stripped_liblzma_static_functions_merge_by_fde() {
     let mut s = symbolizer();
     let request = ModuleRequest {
         path: lzma,
-        pid: None,
         build_id: None,
-        file: None,
+        map: None,
+        root: None,
     };
     for pair in statics.windows(2).take(50) {
         let [(a, a_end), (b, _)] = [pair[0], pair[1]];

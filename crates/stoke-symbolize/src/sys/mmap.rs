@@ -19,20 +19,32 @@ pub(crate) enum Bytes {
     Owned(Arc<[u8]>),
 }
 
+/// Maps a whole file read-only: the one memory map of a file in stoke (the
+/// module store's, shared with the unwinder, and the symbolizer's own for
+/// debug files).
+pub fn map_file(file: &File) -> io::Result<Arc<Mmap>> {
+    // SAFETY: `Mmap::map` is unsafe because the file may be truncated or
+    // rewritten by another process while it is mapped; then reads see the
+    // new bytes, or fault with SIGBUS past a truncated end. The files we
+    // map are binaries and debug files the target is executing, which
+    // are replaced by renaming, not rewritten in place (the kernel even
+    // refuses writes to running executables with ETXTBSY). Every parser
+    // reading these bytes bounds-checks, so changed bytes give wrong names
+    // or parse errors, never memory unsafety in our code; the truncation
+    // case is the residual risk every profiler and debugger accepts.
+    let map = unsafe { Mmap::map(file)? };
+    Ok(Arc::new(map))
+}
+
 impl Bytes {
     /// Maps `file` read-only.
     pub(crate) fn map(file: &File) -> io::Result<Bytes> {
-        // SAFETY: `Mmap::map` is unsafe because the file may be truncated or
-        // rewritten by another process while it is mapped; then reads see the
-        // new bytes, or fault with SIGBUS past a truncated end. The files we
-        // map are binaries and debug files the target is executing, which
-        // are replaced by renaming, not rewritten in place (the kernel even
-        // refuses writes to running executables with ETXTBSY). Every parser
-        // reading these bytes bounds-checks, so changed bytes give wrong names
-        // or parse errors, never memory unsafety in our code; the truncation
-        // case is the residual risk every profiler and debugger accepts.
-        let map = unsafe { Mmap::map(file)? };
-        Ok(Bytes::Mapped(Arc::new(map)))
+        map_file(file).map(Bytes::Mapped)
+    }
+
+    /// Shares a mapping someone else made (the caller's module store).
+    pub(crate) fn shared(map: Arc<Mmap>) -> Bytes {
+        Bytes::Mapped(map)
     }
 
     /// Takes ownership of a buffer.

@@ -106,9 +106,9 @@ pub fn symbolize_at(
         .collect();
     let request = ModuleRequest {
         path: binary,
-        pid: None,
         build_id: None,
-        file: None,
+        map: None,
+        root: None,
     };
     symbolizer.symbolize_module(&request, &offsets)
 }
