@@ -4,7 +4,7 @@ use std::fs;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
-use object::{Object, ObjectSegment, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSegment, ObjectSymbol};
 
 use crate::memory::{Memory, ProcessMemory};
 use crate::offsets::Offsets;
@@ -78,14 +78,13 @@ pub fn detect(pid: i32, open: OpenFile<'_>) -> Result<Option<Interpreter>, Pytho
     for (path, start) in candidates {
         let in_root =
             Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(&path));
-        let mut data = Vec::new();
-        let read = open(&in_root).and_then(|f| {
-            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_FILE), &mut data)
-        });
-        if read.is_err() {
+        let Ok(file) = open(&in_root) else {
             continue;
-        }
-        let Some(elf) = inspect_elf(&data) else {
+        };
+        // Only the parts parsed are read (headers, symbol tables and, for
+        // 3.10 and before, `.rodata`): libpython with debug info is 20+ MB.
+        let cache = object::ReadCache::new(file);
+        let Some(elf) = inspect_elf(&cache) else {
             continue;
         };
         let bias = start.wrapping_sub(elf.base_vaddr);
@@ -141,7 +140,7 @@ pub(crate) fn layout(
 
 /// Reads what stoke needs from an interpreter's ELF file; `None` unless it
 /// exports `_PyRuntime`.
-pub(crate) fn inspect_elf(data: &[u8]) -> Option<ElfPython> {
+pub(crate) fn inspect_elf<'d, R: object::ReadRef<'d>>(data: R) -> Option<ElfPython> {
     let file = object::File::parse(data).ok()?;
     let mut elf = ElfPython::default();
     let mut found = false;
@@ -180,7 +179,14 @@ pub(crate) fn inspect_elf(data: &[u8]) -> Option<ElfPython> {
         .find(|s| s.file_range().0 == 0)
         .map_or(0, |s| s.address() & !0xfff);
     if elf.py_version.is_none() {
-        elf.minor_from_text = minor_from_version_string(data);
+        // The version strings are in `.rodata`; the whole file (up to
+        // MAX_FILE) where there are no section headers.
+        let rodata = file.section_by_name(".rodata").and_then(|s| s.data().ok());
+        let whole = || {
+            let len = data.len().ok()?.min(MAX_FILE);
+            data.read_bytes_at(0, len).ok()
+        };
+        elf.minor_from_text = rodata.or_else(whole).and_then(minor_from_version_string);
     }
     Some(elf)
 }
