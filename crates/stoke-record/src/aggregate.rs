@@ -11,6 +11,7 @@ use stoke_sample::{Event, Sample, SampleMode, SwitchDirection};
 use stoke_unwind::{StackEnd, TruncationReason, UnwindMode};
 
 use crate::facts::{LiveProcfs, ModuleUnavailable, ProcessFacts};
+use crate::hash::FastMap;
 use crate::modules::ModuleTable;
 use crate::offcpu::{Closed, Intervals, OffCpuTime};
 use crate::processes::{is_file_backed, Processes};
@@ -47,13 +48,13 @@ pub struct Aggregator {
     /// Every binary read, shared by the unwinder and the symbolizer.
     store: ModuleStore,
     /// Every unique frame sequence, by id.
-    stack_ids: HashMap<Box<[RawFrame]>, StackId>,
+    stack_ids: FastMap<Box<[RawFrame]>, StackId>,
     /// Every thread (with the names it had) stacks were counted on, by id.
     threads: Vec<ThreadKey>,
     thread_index: HashMap<ThreadKey, ThreadId>,
     /// The current id of each live thread; dropped when its names change.
-    thread_ids: HashMap<Tid, ThreadId>,
-    counts: HashMap<(ThreadId, StackId), u64>,
+    thread_ids: FastMap<Tid, ThreadId>,
+    counts: FastMap<(ThreadId, StackId), u64>,
     unwinder: DwarfUnwinder,
     samples: u64,
     lost: u64,
@@ -95,11 +96,11 @@ impl Aggregator {
             processes: Processes::default(),
             modules: ModuleTable::default(),
             store: ModuleStore::default(),
-            stack_ids: HashMap::new(),
+            stack_ids: FastMap::default(),
             threads: Vec::new(),
             thread_index: HashMap::new(),
-            thread_ids: HashMap::new(),
-            counts: HashMap::new(),
+            thread_ids: FastMap::default(),
+            counts: FastMap::default(),
             unwinder: DwarfUnwinder::new(unwind),
             user_scratch: Vec::new(),
             samples: 0,
@@ -420,25 +421,30 @@ impl Aggregator {
     /// Turns an absolute user address into a module-relative frame.
     fn normalize(&mut self, pid: Pid, address: FrameAddress) -> RawFrame {
         let addr = address.address();
-        let found = self
-            .processes
-            .process(pid)
-            .and_then(|p| p.find(addr))
-            .is_some();
-        if !found {
+        let mut found = self.processes.process(pid).and_then(|p| p.find_index(addr));
+        if found.is_none() {
             self.processes
                 .refresh_mappings(pid, self.samples, self.facts.as_mut());
+            found = self.processes.process(pid).and_then(|p| p.find_index(addr));
         }
-        let Some(mapping) = self.processes.process(pid).and_then(|p| p.find(addr)) else {
+        let (Some(i), Some(process)) = (found, self.processes.get_mut(pid)) else {
             return RawFrame::Unmapped(address);
         };
+        let mapping = &process.mappings[i];
         if !is_file_backed(mapping) {
             return RawFrame::Jit(pid, address);
         }
         let offset = mapping.file_offset_of(addr).0;
-        let module = self
-            .modules
-            .intern(pid, mapping, &mut self.store, self.facts.as_mut());
+        let module = match process.module_of(i) {
+            Some(module) => module,
+            None => {
+                let module =
+                    self.modules
+                        .intern(pid, mapping, &mut self.store, self.facts.as_mut());
+                process.set_module_of(i, module);
+                module
+            }
+        };
         RawFrame::Module(module, address.with_address(offset))
     }
 

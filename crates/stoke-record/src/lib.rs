@@ -16,6 +16,7 @@
 mod aggregate;
 mod dump;
 mod facts;
+mod hash;
 mod live;
 mod modules;
 mod offcpu;

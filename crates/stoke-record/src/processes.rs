@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use stoke_model::{Mapping, MappingKind, Pid, Tid};
 
 use crate::facts::ProcessFacts;
+use crate::stack::ModuleIndex;
 
 /// One process's mappings, sorted by start address.
 #[derive(Clone, Debug, Default)]
@@ -18,6 +19,10 @@ pub(crate) struct Process {
     pub mappings: Vec<Mapping>,
     /// Bumped whenever `mappings` changes, so derived tables know to rebuild.
     pub generation: u64,
+    /// The module of each mapping once interned, by the mapping's index
+    /// (so a frame costs no key built or hashed); emptied when `mappings`
+    /// changes.
+    module_of: Vec<Option<ModuleIndex>>,
     /// Samples seen when its maps were last re-read from /proc (rate limit).
     refreshed_at: Option<u64>,
 }
@@ -32,13 +37,35 @@ impl Process {
             .partition_point(|m| m.start.0 < mapping.start.0);
         self.mappings.insert(at, mapping);
         self.generation += 1;
+        self.module_of.clear();
+    }
+
+    /// The index in `mappings` of the mapping containing `addr`.
+    pub fn find_index(&self, addr: u64) -> Option<usize> {
+        let i = self.mappings.partition_point(|m| m.start.0 <= addr);
+        let i = i.checked_sub(1)?;
+        self.mappings[i].contains(addr).then_some(i)
+    }
+
+    /// The module interned for mapping `i`, if it was.
+    pub fn module_of(&self, i: usize) -> Option<ModuleIndex> {
+        self.module_of.get(i).copied().flatten()
+    }
+
+    /// Remembers the module interned for mapping `i`.
+    pub fn set_module_of(&mut self, i: usize, module: ModuleIndex) {
+        if self.module_of.len() != self.mappings.len() {
+            self.module_of = vec![None; self.mappings.len()];
+        }
+        if let Some(slot) = self.module_of.get_mut(i) {
+            *slot = Some(module);
+        }
     }
 
     /// The mapping containing `addr`.
+    #[cfg(test)]
     pub fn find(&self, addr: u64) -> Option<&Mapping> {
-        let i = self.mappings.partition_point(|m| m.start.0 <= addr);
-        let m = self.mappings.get(i.checked_sub(1)?)?;
-        m.contains(addr).then_some(m)
+        self.find_index(addr).map(|i| &self.mappings[i])
     }
 }
 
@@ -68,11 +95,17 @@ impl Processes {
         self.processes.get(&pid)
     }
 
+    /// A process's state, if it has any.
+    pub fn get_mut(&mut self, pid: Pid) -> Option<&mut Process> {
+        self.processes.get_mut(&pid)
+    }
+
     /// A thread or process was named. At exec, the old mappings are gone.
     pub fn comm(&mut self, pid: Pid, tid: Tid, name: String, exec: bool) {
         let process = self.process_mut(pid);
         if exec {
             process.mappings.clear();
+            process.module_of.clear();
             process.generation += 1;
         }
         if tid.0 == pid.0 {
@@ -105,6 +138,7 @@ impl Processes {
                 let child = Process {
                     name: parent.name.clone(),
                     mappings: parent.mappings.clone(),
+                    module_of: parent.module_of.clone(),
                     generation: 0,
                     refreshed_at: None,
                 };

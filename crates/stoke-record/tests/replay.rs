@@ -297,3 +297,36 @@ fn a_truncated_stack_is_counted_under_its_reason() {
         "{frames:?}"
     );
 }
+
+#[test]
+fn a_module_that_is_not_the_mapped_file_truncates_as_a_mismatch_and_lost_records_count() {
+    let replaced = ModuleUnavailable {
+        reason: TruncationReason::ModuleMismatch,
+        errno: None,
+    };
+    let facts = ReplayFacts::new().module_unavailable("/srv/app", replaced);
+    let mut a = Aggregator::with_facts(UnwindMode::Dwarf, Box::new(facts));
+    a.handle(comm(P, P.0, "app", true));
+    a.handle(mmap(P, file_map(0x1000, 0x2000, 0, "/srv/app", 3)));
+    a.handle(Event::Lost { count: 5 });
+    a.handle(Event::Sample(Sample {
+        pid: P,
+        tid: Tid(P.0),
+        user_regs: Some(Registers::new(0x1010, 0x7ff0_0000, 0x7ff0_0010)),
+        user_stack: Some(StackBytes {
+            start: 0x7ff0_0000,
+            bytes: vec![0; 64],
+            hit_limit: false,
+        }),
+        ..Sample::default()
+    }));
+    let stats = a.stats();
+    assert_eq!(stats.lost, 5);
+    // Said as such, not as an address outside any module.
+    assert_eq!(stats.truncated, [(TruncationReason::ModuleMismatch, 1)]);
+    let (_, frames, _) = a.stacks()[0];
+    let RawFrame::Module(module, _) = frames[0] else {
+        panic!("{frames:?}")
+    };
+    assert_eq!(a.module_unavailable(module), Some(replaced));
+}
