@@ -146,14 +146,8 @@ impl KernelSymbols {
     ) -> std::io::Result<Option<KernelSymbols>> {
         let mut names = String::new();
         let mut entries: Vec<Entry> = Vec::new();
-        let mut line = Vec::with_capacity(256);
-        let mut count = 0usize;
-        while input.read_until(b'\n', &mut line)? > 0 {
-            count += 1;
-            if count.is_multiple_of(LINES_PER_CHECK) && stop.is_set() {
-                return Ok(None);
-            }
-            if let Some((address, name)) = text_symbol(&line) {
+        let mut keep = |line: &[u8]| {
+            if let Some((address, name)) = text_symbol(line) {
                 let name_start = names.len() as u32;
                 names.push_str(name);
                 entries.push(Entry {
@@ -162,7 +156,38 @@ impl KernelSymbols {
                     name_len: name.len() as u32,
                 });
             }
-            line.clear();
+        };
+        // Lines are parsed where they lie in the reader's buffer; only a
+        // line cut by the buffer's end is copied.
+        let mut partial: Vec<u8> = Vec::with_capacity(256);
+        let mut count = 0usize;
+        loop {
+            let chunk = input.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let used = chunk.len();
+            let mut rest = chunk;
+            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+                let (line, after) = rest.split_at(end + 1);
+                rest = after;
+                count += 1;
+                if count.is_multiple_of(LINES_PER_CHECK) && stop.is_set() {
+                    return Ok(None);
+                }
+                if partial.is_empty() {
+                    keep(line);
+                } else {
+                    partial.extend_from_slice(line);
+                    keep(&partial);
+                    partial.clear();
+                }
+            }
+            partial.extend_from_slice(rest);
+            input.consume(used);
+        }
+        if !partial.is_empty() {
+            keep(&partial);
         }
         let mut symbols = KernelSymbols { names, entries };
         symbols.sort_and_pick_aliases();
@@ -253,6 +278,21 @@ ffffffffc0000000 t ext4_foo\t[ext4]
         KernelSymbols::parse(text.as_bytes(), &StopFlag::default())
             .unwrap()
             .unwrap()
+    }
+
+    #[test]
+    fn lines_cut_by_the_read_buffer_parse_the_same() {
+        let whole = parse(SAMPLE);
+        for capacity in [1, 7, 25, 64] {
+            let reader = std::io::BufReader::with_capacity(capacity, SAMPLE.as_bytes());
+            let cut = KernelSymbols::parse(reader, &StopFlag::default())
+                .unwrap()
+                .unwrap();
+            assert_eq!(cut.names, whole.names, "capacity {capacity}");
+            assert_eq!(cut.entries.len(), whole.entries.len());
+        }
+        let unterminated = parse("ffffffff81000000 T _text\nffffffff81003000 T schedule");
+        assert_eq!(unterminated.lookup(0xffffffff81003004), Some("schedule"));
     }
 
     #[test]
