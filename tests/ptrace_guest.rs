@@ -153,3 +153,43 @@ fn launching_a_setuid_program_or_one_that_calls_ptrace_is_warned_about() {
         "{plain}"
     );
 }
+
+/// A wrapped program starting 200 threads runs on while they start (no
+/// stop in each clone waiting for stoke), and every one of them is traced
+/// and sampled: they all live at once for 2 s, blocked, and wall mode
+/// samples every thread.
+#[test]
+fn a_program_starting_200_threads_has_each_sampled_and_exits_normally() {
+    let program = c_fixture("many_threads", Build::FramePointers);
+    let recording = record_command(
+        &["--backend", "ptrace", "--mode", "wall", "--per-thread"],
+        &[
+            program.as_os_str(),
+            "200".as_ref(),
+            "5".as_ref(),
+            "2000".as_ref(),
+        ],
+    );
+    let stdout = &recording.outcome.stdout;
+    assert!(
+        stdout.contains("joined 200 threads"),
+        "the program did not finish normally: {stdout}"
+    );
+    if let Some(line) = stdout.lines().find(|l| l.starts_with("started")) {
+        eprintln!("under ptrace: {line}");
+    }
+    let threads: std::collections::BTreeSet<&str> = recording
+        .folded
+        .stacks
+        .iter()
+        .filter_map(|s| s.frames.get(1))
+        .filter_map(|t| t.strip_prefix("t-"))
+        .filter_map(|t| t.split('-').next())
+        .collect();
+    assert_eq!(
+        threads.len(),
+        200,
+        "only {} of the 200 threads were sampled",
+        threads.len()
+    );
+}

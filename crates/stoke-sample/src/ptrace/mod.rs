@@ -2,8 +2,10 @@
 //! seccomp profile, `perf_event_paranoid` 3) and for wall-clock profiles.
 //!
 //! Every thread is seized with `PTRACE_SEIZE` (never stopped as a whole);
-//! new threads, forked children and execs are followed through
-//! `PTRACE_O_TRACECLONE`/`TRACEFORK`/`TRACEVFORK`/`TRACEEXEC`. At each tick
+//! forked children and execs are followed through
+//! `PTRACE_O_TRACEFORK`/`TRACEVFORK`/`TRACEEXEC`, and new threads are found
+//! in `/proc/PID/task` at the start of each round and seized then (a clone
+//! event would stop the thread starting them until stoke looks). At each tick
 //! one thread is interrupted, its registers and the top of its stack are
 //! copied (`PTRACE_GETREGS`, `process_vm_readv`), and it is resumed at once.
 //! The samples look like perf's (`user_regs` + `user_stack`), so they are

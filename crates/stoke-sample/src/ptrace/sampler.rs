@@ -1,10 +1,11 @@
 //! The ptrace sampler: rounds of one-thread-at-a-time interrupts.
 //!
-//! Sampling goes in rounds of `1/F` seconds. At the start of a round every
-//! traced thread's state is read from `/proc/PID/task/TID/stat` (through a
-//! descriptor kept open); the eligible ones (running, in CPU mode; all but
-//! stopped ones, in wall mode) are then sampled one after the other, spread
-//! evenly over the round. So `-F` means samples per second *per thread*
+//! Sampling goes in rounds of `1/F` seconds. At the start of a round the
+//! traced threads' states are read from `/proc/PID/task/TID/stat` (through a
+//! descriptor kept open): every thread's in wall mode, in CPU mode in turn
+//! until as many running ones as there are CPUs are found; the eligible
+//! ones (running, in CPU mode; all but stopped ones, in wall mode) are then
+//! sampled one after the other, spread evenly over the round. So `-F` means samples per second *per thread*
 //! (on a CPU, in CPU mode), as with perf: a process with 4 busy threads at
 //! 999 Hz gets about 4,000 samples a second in either backend. `R` in `stat`
 //! also means "waiting for a CPU", so in CPU mode a round samples at most as
@@ -13,7 +14,10 @@
 //!
 //! Between ticks the sampler sleeps at most [`MAX_NAP`], looking at the
 //! threads' pending stops (new threads, execs, signals to deliver) each
-//! time it wakes, so a signal-delivery stop lasts at most that long.
+//! time it wakes, so a signal-delivery stop lasts at most that long; for
+//! [`BIRTH_WINDOW`] after a new thread, fork or exec it looks every
+//! [`PENDING_NAP`], since a process that forks is stopped in each fork
+//! event until stoke looks.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,6 +35,9 @@ use crate::{Call, Event, PollOutcome, SampleError, SampleMode, Sampler, SamplerO
 pub(crate) const MAX_NAP: Duration = Duration::from_millis(2);
 /// The longest sleep while an interrupted thread has yet to stop.
 const PENDING_NAP: Duration = Duration::from_micros(100);
+/// How long after a thread or process was born stoke keeps looking at
+/// pending stops every [`PENDING_NAP`].
+const BIRTH_WINDOW: Duration = Duration::from_millis(20);
 /// How long a `poll` without timeout runs.
 const DEFAULT_POLL: Duration = Duration::from_millis(200);
 
@@ -66,6 +73,9 @@ pub struct PtraceSampler {
     /// end (for [`Sampler::coverage`]).
     cpu_at_start: Option<Duration>,
     cpu_used: Option<Duration>,
+    /// The tracer's births last seen, and when they last changed.
+    births_seen: u64,
+    last_birth: Option<Instant>,
 }
 
 impl PtraceSampler {
@@ -93,6 +103,8 @@ impl PtraceSampler {
             rotation: 0,
             cpu_at_start: crate::procfs::process_cpu_time(target),
             cpu_used: None,
+            births_seen: 0,
+            last_birth: None,
         }
     }
 
@@ -155,7 +167,25 @@ impl PtraceSampler {
         for &pid in &pids {
             self.tracer.maps.check(pid, now, &mut self.tracer.events);
         }
-        for (&tid, thread) in &mut self.tracer.threads {
+        self.tracer.discover(now);
+        // In CPU mode at most `cpus` runnable threads are on a CPU at any
+        // moment, so a round samples at most that many, taken in turn: the
+        // threads are looked at from where the last round stopped until
+        // that many are found (a process with hundreds of busy threads
+        // costs a few `stat` reads per round, not hundreds).
+        let tids: Vec<Tid> = self.tracer.threads.keys().copied().collect();
+        let (first, wanted) = if wall {
+            (0, usize::MAX)
+        } else {
+            (self.rotation % tids.len().max(1), self.cpus)
+        };
+        let mut looked = 0;
+        for k in 0..tids.len() {
+            looked = k + 1;
+            let tid = tids[(first + k) % tids.len()];
+            let Some(thread) = self.tracer.threads.get_mut(&tid) else {
+                continue;
+            };
             let Some(stat) = thread.stat.read() else {
                 continue;
             };
@@ -175,16 +205,13 @@ impl PtraceSampler {
             };
             if eligible {
                 self.round.push_back(tid);
+                if self.round.len() >= wanted {
+                    break;
+                }
             }
         }
-        if !wall && self.round.len() > self.cpus {
-            // More runnable threads than CPUs: at most `cpus` of them are on
-            // one at any moment, so sampling `cpus` per round (in turn)
-            // gives what perf would: F samples per second per busy CPU.
-            let start = self.rotation % self.round.len();
-            self.round.rotate_left(start);
-            self.round.truncate(self.cpus);
-            self.rotation = self.rotation.wrapping_add(self.cpus);
+        if !wall {
+            self.rotation = first + looked;
         }
         let n = self.round.len().max(1) as u32;
         self.round_length = self.jittered_period();
@@ -352,7 +379,16 @@ impl Sampler for PtraceSampler {
             }
             // A thread stopped late for an interrupt waits for stoke's
             // next look: look often while one is due.
-            let nap_limit = if self.tracer.interrupts_pending() {
+            // So do births: a process that just forked is likely to fork
+            // again, stopped in each fork event until stoke looks.
+            if self.tracer.births != self.births_seen {
+                self.births_seen = self.tracer.births;
+                self.last_birth = Some(now);
+            }
+            let cloning = self
+                .last_birth
+                .is_some_and(|at| now.duration_since(at) < BIRTH_WINDOW);
+            let nap_limit = if cloning || self.tracer.interrupts_pending() {
                 PENDING_NAP
             } else {
                 MAX_NAP

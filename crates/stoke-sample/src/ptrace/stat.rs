@@ -16,6 +16,8 @@ pub(crate) struct ThreadStat {
     pub(crate) comm: String,
     /// The CPU it last ran on.
     pub(crate) cpu: u32,
+    /// The number of threads of its process.
+    pub(crate) num_threads: u32,
 }
 
 impl ThreadStat {
@@ -37,11 +39,19 @@ pub(crate) fn parse(text: &[u8]) -> Option<ThreadStat> {
     let close = text.iter().rposition(|&b| b == b')')?;
     let comm = String::from_utf8_lossy(text.get(open + 1..close)?).into_owned();
     let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
-    let state = *fields.next()?.as_bytes().first()?;
-    // `processor` is field 39 of the line; the state is field 3.
-    let cpu = fields.nth(35).and_then(|f| f.parse().ok()).unwrap_or(0);
-    Some(ThreadStat { state, comm, cpu })
+    let fields: Vec<&str> = rest.split_ascii_whitespace().collect();
+    let state = *fields.first()?.as_bytes().first()?;
+    // Field N of the line (1-based) is `fields[N - 3]`: the state is field 3,
+    // `num_threads` field 20, `processor` field 39.
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse().ok());
+    let cpu = field(39).unwrap_or(0);
+    let num_threads = field(20).unwrap_or(0);
+    Some(ThreadStat {
+        state,
+        comm,
+        cpu,
+        num_threads,
+    })
 }
 
 /// Where a blocked thread waits, from `/proc/PID/task/TID/syscall`: the
@@ -131,6 +141,7 @@ mod tests {
         assert_eq!(stat.comm, "my (odd) name");
         assert_eq!(stat.state, b'S');
         assert_eq!(stat.cpu, 7);
+        assert_eq!(stat.num_threads, 3);
         assert!(!stat.running());
     }
 
