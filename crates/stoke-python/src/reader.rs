@@ -78,6 +78,13 @@ const ROOT_CFRAME_REACH: u64 = 1 << 16;
 /// `FRAME_OWNED_BY_CSTACK`: the shim frame at the entry of an evaluation.
 const OWNED_BY_CSTACK: u8 = 3;
 
+/// The word at `addr` in a stack copy that starts at `start`.
+fn word_at(copy: &[u8], start: u64, addr: u64) -> Option<u64> {
+    let off = usize::try_from(addr.checked_sub(start)?).ok()?;
+    let bytes = copy.get(off..off.checked_add(8)?)?;
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
 /// Reads the Python frames of one interpreter's threads.
 pub struct Reader<M> {
     memory: M,
@@ -115,13 +122,31 @@ impl<M: Memory> Reader<M> {
 
     /// The Python frames of thread `tid` whose stack pointer is `sp`.
     pub fn stack(&mut self, tid: u32, sp: Option<u64>) -> PyStack {
-        match self.try_stack(tid, sp) {
+        self.stack_with(tid, sp, &[])
+    }
+
+    /// The Python frames of thread `tid` at a sample whose stack pointer is
+    /// `sp` and whose copy of the stack from `sp` up is `copy`.
+    ///
+    /// The thread has run on since the sample, so the chain is read where
+    /// it matches the sample: C frames (3.11, 3.12) and entry frames (3.12
+    /// and later) below `sp` belong to evaluations entered after the sample
+    /// and are stepped out of, and a C frame inside the copy gives its
+    /// current frame as it was at the sample (from the copy, not from the
+    /// live stack).
+    pub fn stack_with(&mut self, tid: u32, sp: Option<u64>, copy: &[u8]) -> PyStack {
+        match self.try_stack(tid, sp, copy) {
             Ok(s) => s,
             Err(_) => PyStack::Stale,
         }
     }
 
-    fn try_stack(&mut self, tid: u32, sp: Option<u64>) -> Result<PyStack, PythonError> {
+    fn try_stack(
+        &mut self,
+        tid: u32,
+        sp: Option<u64>,
+        copy: &[u8],
+    ) -> Result<PyStack, PythonError> {
         let Some(tstate) = self.thread_state(tid, sp)? else {
             return Ok(PyStack::NoThread);
         };
@@ -134,13 +159,29 @@ impl<M: Memory> Reader<M> {
                 return Ok(PyStack::Evals(Vec::new()));
             }
             // (Outside any evaluation it is the thread state's root one.)
-            let root = frame >= tstate && frame - tstate < ROOT_CFRAME_REACH;
-            if let (Some(sp), false) = (sp, root) {
-                if frame < sp {
-                    return Ok(PyStack::Stale);
+            let is_root = |f: u64| f >= tstate && f - tstate < ROOT_CFRAME_REACH;
+            let mut at_sample = None;
+            if let (Some(sp), false) = (sp, is_root(frame)) {
+                // Below the stack pointer: evaluations entered since the
+                // sample; `previous` follows `current_frame` in _PyCFrame.
+                let mut hops = 0;
+                while frame < sp {
+                    hops += 1;
+                    if hops > MAX_FRAMES {
+                        return Ok(PyStack::Stale);
+                    }
+                    frame = read_u64(&self.memory, frame + current as u64 + 8)?;
+                    if frame == 0 || is_root(frame) {
+                        // Returned past every evaluation of the sample.
+                        return Ok(PyStack::Stale);
+                    }
                 }
+                at_sample = word_at(copy, sp, frame + current as u64);
             }
-            frame = read_u64(&self.memory, frame + current as u64)?;
+            frame = match at_sample {
+                Some(f) => f,
+                None => read_u64(&self.memory, frame + current as u64)?,
+            };
         }
         let mut evals: Vec<Vec<PyFrame>> = Vec::new();
         let mut group: Vec<PyFrame> = Vec::new();
@@ -174,11 +215,14 @@ impl<M: Memory> Reader<M> {
                 FrameEntry::Owner(e) => {
                     if buf[e] == OWNED_BY_CSTACK {
                         // The shim frame closes the evaluation it entered;
-                        // it is a local of that C call.
-                        if let Some(sp) = sp {
-                            if frame < sp {
-                                return Ok(PyStack::Stale);
-                            }
+                        // it is a local of that C call. Below the stack
+                        // pointer, that evaluation began after the sample:
+                        // what was read so far is newer than the sample.
+                        if sp.is_some_and(|sp| frame < sp) {
+                            evals.clear();
+                            group.clear();
+                            frame = previous;
+                            continue;
                         }
                         evals.push(std::mem::take(&mut group));
                         frame = previous;

@@ -242,3 +242,24 @@ fn debug_offsets_are_checked() {
     m.put(RUNTIME, b"notdebug");
     assert!(Offsets::from_debug_offsets(&m, RUNTIME, 0x030D_00F0).is_err());
 }
+
+#[test]
+fn an_evaluation_entered_after_the_sample_is_stepped_out_of() {
+    let (mut m, o) = memory_312(CODE_TYPE);
+    // The live C frame (STACK + 0x100) is below the sample's stack pointer:
+    // its `previous` is the one the sample was in, whose current frame the
+    // sample's copy holds (<module>'s, though the live stack says leaf's).
+    let (sp, outer) = (STACK + 0x180, STACK + 0x280);
+    m.put_u64(STACK + 0x100 + 8, outer);
+    m.put_u64(outer, 0x6_0100);
+    let mut copy = vec![0u8; 0x200];
+    copy[(outer - sp) as usize..(outer - sp) as usize + 8]
+        .copy_from_slice(&0x6_0200u64.to_le_bytes());
+    let mut r = Reader::new(m, layout(o));
+    assert_eq!(
+        names(&r.stack_with(42, Some(sp), &copy)),
+        vec![vec![("<module>".to_string(), Some(6))]]
+    );
+    // Without the copy, the C frame's live current frame is read.
+    assert_eq!(names(&r.stack_with(42, Some(sp), &[]))[0][0].0, "middle");
+}

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use stoke_model::{FrameAddress, Mapping, MappingKind, Pid, Tid};
-use stoke_python::{Code, Interpreter, PyStack};
+use stoke_python::{Code, Interpreter, PyFrame, PyStack};
 use stoke_sample::Sample;
 
 use crate::stack::RawFrame;
@@ -100,9 +100,18 @@ impl PythonFrames {
             return;
         }
         let sp = sample.user_regs.map(|r| r.sp());
-        let stack = interp.reader.stack(tid_of(sample.tid), sp);
-        let groups = match (&stack, anchored(&stack, sample)) {
-            (PyStack::Evals(groups), true)
+        let copy = sample
+            .user_stack
+            .as_ref()
+            .filter(|s| Some(s.start) == sp)
+            .map_or(&[][..], |s| s.bytes.as_slice());
+        let stack = interp.reader.stack_with(tid_of(sample.tid), sp, copy);
+        let groups = match stack {
+            PyStack::Evals(groups) => as_sampled(groups, sample),
+            _ => None,
+        };
+        let groups = match groups {
+            Some(groups)
                 if groups.len() == evals.len() || (truncated && groups.len() > evals.len()) =>
             {
                 groups
@@ -114,7 +123,7 @@ impl PythonFrames {
             }
         };
         self.spliced += 1;
-        for (&i, group) in evals.iter().zip(groups) {
+        for (&i, group) in evals.iter().zip(&groups) {
             let frames = group
                 .iter()
                 .map(|f| RawFrame::Python(self.intern(&f.code, f.line)))
@@ -206,21 +215,32 @@ fn tid_of(tid: Tid) -> u32 {
     tid.0
 }
 
-/// Whether the innermost Python frame read is the one the sample was in:
-/// its address is in a register or the copy of the stack (the evaluation
-/// running it keeps it in a local). Without registers and stack, there is
-/// nothing to check against.
-fn anchored(stack: &PyStack, sample: &Sample) -> bool {
-    let Some(leaf) = stack.leaf_address() else {
-        return true;
-    };
+/// The part of a chain read after the sample that the sample was in: from
+/// the innermost frame whose address is in a register or the copy of the
+/// stack (the evaluation running a frame keeps it in a local) to the
+/// outermost. Frames inside it were called after the sample, and are
+/// dropped (with the evaluations they alone made up); `None` when no frame
+/// is anchored. Without registers and stack there is nothing to check
+/// against, and the chain is taken as read.
+fn as_sampled(mut groups: Vec<Vec<PyFrame>>, sample: &Sample) -> Option<Vec<Vec<PyFrame>>> {
     let (Some(regs), Some(bytes)) = (&sample.user_regs, &sample.user_stack) else {
-        return true;
+        return Some(groups);
     };
-    // DWARF numbers 0 to 16: the general registers and the return address.
-    if (0..17).any(|r| regs.get_dwarf(r) == Some(leaf)) {
-        return true;
+    if groups.iter().all(|g| g.is_empty()) {
+        return Some(groups);
     }
-    let leaf = leaf.to_le_bytes();
-    bytes.bytes.chunks_exact(8).any(|w| w == leaf)
+    let anchored = |addr: u64| {
+        // DWARF numbers 0 to 16: the general registers and the return address.
+        (0..17).any(|r| regs.get_dwarf(r) == Some(addr))
+            || bytes.bytes.chunks_exact(8).any(|w| w == addr.to_le_bytes())
+    };
+    let (g, f) = groups.iter().enumerate().find_map(|(g, group)| {
+        group
+            .iter()
+            .position(|frame| anchored(frame.addr))
+            .map(|f| (g, f))
+    })?;
+    groups.drain(..g);
+    groups[0].drain(..f);
+    Some(groups)
 }
