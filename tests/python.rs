@@ -66,12 +66,13 @@ fn check_split(interpreter: &Path) {
     let folded = recording.folded;
     let total = folded.total();
     assert!(total >= 500, "{label}: only {total} samples");
-    // Frames are read after the sample, while the target runs on: a read
-    // that disagrees with the sample is marked stale. On an idle machine that
-    // is a few per cent; on a loaded one, where stoke runs late, up to 40 %.
+    // Frames are read after the sample, while the target runs on, and
+    // matched to the sample's stack copy; what cannot be matched is marked
+    // stale: 1-3 % at load average 15 (the target is under 5 %; the bound
+    // leaves room for a machine where stoke runs late).
     let stale = folded.share(|s| s.contains(STALE));
     eprintln!("{label}: {:.1} % stale", stale * 100.0);
-    assert!(stale < 0.5, "{label}: {:.1} % stale", stale * 100.0);
+    assert!(stale < 0.1, "{label}: {:.1} % stale", stale * 100.0);
     // ≥ 90 % of the leaf's samples show the whole chain, down to the start.
     let leaf = folded.filter(|s| position(s, "leaf").is_some());
     let whole = leaf.share(|s| {
@@ -213,7 +214,7 @@ fn check_attach(interpreter: &Path) {
         alpha * 100.0,
         beta * 100.0
     );
-    assert!(folded.share_containing(STALE) < 0.5, "{label}: stale");
+    assert!(folded.share_containing(STALE) < 0.1, "{label}: stale");
 }
 
 #[test]

@@ -181,9 +181,7 @@ impl Aggregator {
         match event {
             Event::Sample(sample) => self.sample(&sample),
             Event::Mmap { pid, mapping, .. } => {
-                if crate::python::may_hold_interpreter(&mapping) {
-                    self.python.forget(pid);
-                }
+                self.python.mapped(pid, &mapping);
                 self.processes.process_mut(pid).add_mapping(mapping);
             }
             Event::Comm {

@@ -26,6 +26,7 @@ mod session;
 mod stack;
 mod store;
 mod symbols;
+mod sys;
 mod unwind;
 mod wait;
 mod warning;

@@ -63,6 +63,29 @@ impl PythonFrames {
         }
     }
 
+    /// A new mapping of `pid`: if it may hold an interpreter (a `libpython3`
+    /// or a `python` executable) other than the one found, what was found
+    /// in `pid` is looked at again.
+    pub fn mapped(&mut self, pid: Pid, mapping: &Mapping) {
+        if !may_hold_interpreter(mapping) {
+            return;
+        }
+        let MappingKind::File(path) = &mapping.kind else {
+            return;
+        };
+        let known = matches!(self.interpreters.get(&pid), Some(Some(i)) if i.path == *path);
+        if !known {
+            self.forget(pid);
+        }
+    }
+
+    /// Takes on an interpreter found in `pid` before recording started.
+    pub fn adopt(&mut self, pid: Pid, interpreter: Interpreter) {
+        if self.mode == PythonMode::Auto {
+            self.interpreters.insert(pid, Some(interpreter));
+        }
+    }
+
     /// For a sample whose user frames are `user` (leaf first), the Python
     /// frames to put in place of each evaluation frame: (index in `user`,
     /// raw frames leaf first), in order. Empty when there is nothing to do.
@@ -149,8 +172,8 @@ impl PythonFrames {
 }
 
 /// Whether a new mapping may be the interpreter (a `libpython3` or a
-/// `python` executable): what was found in its process is looked at again.
-pub(crate) fn may_hold_interpreter(mapping: &Mapping) -> bool {
+/// `python` executable).
+fn may_hold_interpreter(mapping: &Mapping) -> bool {
     let MappingKind::File(path) = &mapping.kind else {
         return false;
     };
@@ -159,18 +182,36 @@ pub(crate) fn may_hold_interpreter(mapping: &Mapping) -> bool {
         .is_some_and(|n| n.starts_with("libpython3") || n.starts_with("python"))
 }
 
+/// The nice value the thread reading a likely CPython's frames asks for
+/// (granted to root): on a busy machine a fifth of the reads came more than
+/// 1 ms after their sample at nice 0, and a late read is more often stale.
+pub(crate) const READER_NICE: i32 = -10;
+
+/// What was learnt of a target before recording: whether it is likely a
+/// CPython, and the interpreter of an attached process (found once, then
+/// handed on to the recording rather than looked for again).
+#[derive(Default)]
+pub(crate) struct PythonTarget {
+    /// Likely a CPython: the sampler wakes for every sample, so Python
+    /// frames are read close to it.
+    pub likely: bool,
+    /// The interpreter of an attached process.
+    pub found: Option<(Pid, Interpreter)>,
+}
+
 /// Whether a target is likely a CPython (an attached process holding one,
-/// or a command named `python…`, or a script whose `#!` line names it):
-/// then the sampler wakes for every sample, so Python frames are read
-/// close to it.
-pub(crate) fn looks_like_python(target: &Target) -> bool {
+/// or a command named `python…`, or a script whose `#!` line names it).
+pub(crate) fn looks_like_python(target: &Target) -> PythonTarget {
     match target {
-        Target::Pid(pid) => matches!(
-            stoke_python::detect(pid.0 as i32, &open_target_file),
-            Ok(Some(_))
-        ),
+        Target::Pid(pid) => match stoke_python::detect(pid.0 as i32, &open_target_file) {
+            Ok(Some(interpreter)) => PythonTarget {
+                likely: true,
+                found: Some((*pid, interpreter)),
+            },
+            _ => PythonTarget::default(),
+        },
         // Waking for every sample of every process would cost too much.
-        Target::System { .. } => false,
+        Target::System { .. } => PythonTarget::default(),
         Target::Command(spec) => {
             let named = |s: &std::ffi::OsStr| {
                 Path::new(s)
@@ -178,7 +219,10 @@ pub(crate) fn looks_like_python(target: &Target) -> bool {
                     .is_some_and(|n| n.to_string_lossy().starts_with("python"))
             };
             if named(&spec.program) {
-                return true;
+                return PythonTarget {
+                    likely: true,
+                    found: None,
+                };
             }
             // A script run directly: its `#!` line (read from the start only).
             let mut head = [0u8; 128];
@@ -186,7 +230,10 @@ pub(crate) fn looks_like_python(target: &Target) -> bool {
                 .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
                 .unwrap_or(0);
             let line = head[..read].split(|&b| b == b'\n').next().unwrap_or(&[]);
-            line.starts_with(b"#!") && line.windows(6).any(|w| w == b"python")
+            PythonTarget {
+                likely: line.starts_with(b"#!") && line.windows(6).any(|w| w == b"python"),
+                found: None,
+            }
         }
     }
 }

@@ -149,7 +149,12 @@ pub struct Session {
 impl Session {
     /// Attaches to or launches the target and starts sampling.
     pub fn start(target: &Target, mut options: RecordOptions) -> Result<Session, RecordError> {
-        if options.python == crate::PythonMode::Auto && crate::python::looks_like_python(target) {
+        let python = if options.python == crate::PythonMode::Auto {
+            crate::python::looks_like_python(target)
+        } else {
+            crate::python::PythonTarget::default()
+        };
+        if python.likely {
             options.sampler.wake_each_sample = true;
         }
         let (started, command) = match target {
@@ -179,7 +184,16 @@ impl Session {
             fallback,
             warnings: launch_warnings,
         } = started;
+        if python.likely {
+            // Python frames are read while the target runs on: the sooner
+            // after the sample, the fewer are stale. After the launch, so
+            // the command keeps its own nice value.
+            crate::sys::priority::raise_own(crate::python::READER_NICE);
+        }
         let mut aggregator = Aggregator::with_python(options.unwind, options.python);
+        if let Some((pid, interpreter)) = python.found {
+            aggregator.python.adopt(pid, interpreter);
+        }
         if options.per_process {
             aggregator.name_processes_with_pid();
         }
