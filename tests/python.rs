@@ -97,6 +97,17 @@ fn check_split(interpreter: &Path) {
         "{label}: {:.1} % keep _PyEval_EvalFrameDefault",
         with_eval * 100.0
     );
+    // Nothing under run_sort is named for a module: a code object made at
+    // the address of a freed one (a compiled string's <module>) is named
+    // for itself.
+    let misnamed = folded.count(|s| {
+        position(s, "run_sort")
+            .is_some_and(|r| s.frames[r..].iter().any(|f| f.starts_with("<module>")))
+    });
+    assert_eq!(
+        misnamed, 0,
+        "{label}: {misnamed} samples under run_sort name a <module>"
+    );
     // The C `sorted` sits between run_sort and keyf.
     let keyf = folded.filter(|s| position(s, "keyf").is_some());
     // Reads of 3.11's frames under sorted's key calls can all come too

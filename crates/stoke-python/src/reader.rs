@@ -32,6 +32,9 @@ pub struct Code {
     /// `co_firstlineno`.
     pub first_line: u32,
     table: Vec<u8>,
+    /// The name and file pointers it was read with: a code object freed
+    /// and another made at its address is told apart by them.
+    identity: [u64; 2],
 }
 
 /// One Python frame.
@@ -113,6 +116,12 @@ impl<M: Memory> Reader<M> {
     /// Whether `addr` is in `_PyEval_EvalFrameDefault` (or its cold part).
     pub fn is_eval(&self, addr: u64) -> bool {
         self.layout.eval_ranges.iter().any(|r| r.contains(&addr))
+    }
+
+    /// The memory read (tests change it between reads).
+    #[cfg(test)]
+    pub(crate) fn memory_mut(&mut self) -> &mut M {
+        &mut self.memory
     }
 
     /// Code objects cached so far.
@@ -334,9 +343,15 @@ impl<M: Memory> Reader<M> {
     }
 
     /// The code object at `addr`, read once; `None` when it is not one.
+    /// A cached one is checked to be still the same object (its name and
+    /// file pointers, one small read): the address of a code object freed
+    /// since (a `compile`d string's `<module>`) is reused for new ones.
     fn code(&mut self, addr: u64) -> Result<Option<Arc<Code>>, PythonError> {
-        if let Some(c) = self.codes.get(&addr) {
-            return Ok(c.clone());
+        if let Some(Some(c)) = self.codes.get(&addr) {
+            if self.identity(addr)? == c.identity {
+                return Ok(Some(c.clone()));
+            }
+            self.codes.remove(&addr);
         }
         let code = self.read_code(addr)?;
         // A bad pointer is not cached: the address may hold a code object later.
@@ -344,6 +359,20 @@ impl<M: Memory> Reader<M> {
             self.codes.insert(addr, code.clone());
         }
         Ok(code)
+    }
+
+    /// The name and file pointers of the code object at `addr`.
+    fn identity(&self, addr: u64) -> Result<[u64; 2], PythonError> {
+        let o = self.layout.offsets;
+        let name_at = o.code_qualname.unwrap_or(o.code_name);
+        let (lo, hi) = (name_at.min(o.code_filename), name_at.max(o.code_filename));
+        let mut buf = vec![0u8; hi - lo + 8];
+        self.memory.read(addr + lo as u64, &mut buf)?;
+        let word = |off: usize| {
+            let at = off - lo;
+            u64::from_le_bytes(buf[at..at + 8].try_into().unwrap())
+        };
+        Ok([word(name_at), word(o.code_filename)])
     }
 
     fn read_code(&self, addr: u64) -> Result<Option<Arc<Code>>, PythonError> {
@@ -381,6 +410,7 @@ impl<M: Memory> Reader<M> {
             file,
             first_line,
             table,
+            identity: [word(name_at), word(o.code_filename)],
         })))
     }
 

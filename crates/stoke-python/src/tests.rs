@@ -263,3 +263,16 @@ fn an_evaluation_entered_after_the_sample_is_stepped_out_of() {
     // Without the copy, the C frame's live current frame is read.
     assert_eq!(names(&r.stack_with(42, Some(sp), &[]))[0][0].0, "middle");
 }
+
+#[test]
+fn a_code_object_made_where_a_freed_one_was_is_read_anew() {
+    let (m, o) = memory_312(CODE_TYPE);
+    let mut r = Reader::new(m, layout(o));
+    assert_eq!(names(&r.stack(42, Some(STACK)))[0][0].0, "Leaf.run");
+    // Leaf.run's code object is freed and `other` made at its address.
+    let leaf = 0x5_0000;
+    let name_at = o.code_qualname.unwrap() as u64;
+    r.memory_mut().put_u64(leaf + name_at, leaf + 0x700);
+    put_str(r.memory_mut(), &o, leaf + 0x700, "other");
+    assert_eq!(names(&r.stack(42, Some(STACK)))[0][0].0, "other");
+}
