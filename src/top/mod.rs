@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use stoke_model::Pid;
-use stoke_record::{LiveNamer, RecordOptions, Session, Target};
+use stoke_record::{LiveNamer, RecordOptions, Session, SystemScope, Target};
 use stoke_sample::{CommandSpec, SamplerOptions, StackCapture};
 
 use crate::cli::{Backend, DebugInfo, Format, Python};
@@ -39,12 +39,19 @@ use table::{Counts, SortBy, ViewOptions};
     stoke top -p $(pidof myserver)\n  \
     stoke top -- ./myprog args          quitting stops the command\n  \
     stoke top -p 1234 -d 10 > top.log   a table per second, for 10 s")]
-#[command(group = clap::ArgGroup::new("target").required(true).args(["pid", "command"]))]
+#[command(group = clap::ArgGroup::new("target").required(true).multiple(true)
+    .args(["pid", "command", "all_cpus"]))]
 pub struct TopArgs {
-    /// Watch this running process (all its threads); quitting leaves it
-    /// running, untraced.
-    #[arg(short, long, value_name = "PID[,PID…]", value_delimiter = ',')]
+    /// Watch this running process (all its threads); several as
+    /// `-p 1,2,3`. Quitting leaves them running, untraced.
+    #[arg(short, long, value_name = "PID[,PID…]", value_delimiter = ',', num_args = 1,
+          conflicts_with_all = ["command", "all_cpus"])]
     pub pid: Vec<u32>,
+
+    /// Every CPU: every process and kernel thread (needs
+    /// perf_event_paranoid <= 0, CAP_PERFMON or root).
+    #[arg(short = 'a', long)]
+    pub all_cpus: bool,
 
     /// Seconds between refreshes (e.g. 1 or 0.5).
     #[arg(long, value_name = "SECONDS", default_value = "1", value_parser = parse_interval)]
@@ -141,15 +148,22 @@ const STEP: Duration = Duration::from_millis(50);
 const NAMING_STEP: Duration = Duration::from_millis(100);
 
 pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
-    let target = match (args.pid.as_slice(), args.command.split_first()) {
-        ([pid], _) => Target::Pid(Pid(*pid)),
-        ([_, _, ..], _) => {
-            anyhow::bail!("stoke top watches one process at a time for now; give one pid")
-        }
-        ([], Some((program, rest))) => {
-            Target::Command(CommandSpec::new(program.clone(), rest.to_vec()))
-        }
-        ([], None) => anyhow::bail!("nothing to watch: give -p PID or -- COMMAND"),
+    let command = args
+        .command
+        .split_first()
+        .map(|(program, rest)| CommandSpec::new(program.clone(), rest.to_vec()));
+    let target = match (args.all_cpus, args.pid.as_slice(), command) {
+        (true, _, command) => Target::System {
+            scope: SystemScope::All { idle: false },
+            command,
+        },
+        (false, [pid], _) => Target::Pid(Pid(*pid)),
+        (false, [_, _, ..], command) => Target::System {
+            scope: SystemScope::Pids(args.pid.iter().map(|&p| Pid(p)).collect()),
+            command,
+        },
+        (false, [], Some(command)) => Target::Command(command),
+        (false, [], None) => anyhow::bail!("nothing to watch: give -p PID, -a or -- COMMAND"),
     };
     let outputs = if args.outputs.is_empty() {
         Vec::new()
@@ -185,7 +199,14 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
         merge_threads: false,
     };
     signals::install()?;
-    let launched = matches!(target, Target::Command(_));
+    let launched = matches!(
+        target,
+        Target::Command(_)
+            | Target::System {
+                command: Some(_),
+                ..
+            }
+    );
     let mut session = if launched && full_screen {
         quiet_launch(|| Session::start(&target, options))??
     } else {
@@ -249,7 +270,10 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
     match (launched, exited) {
         (_, true) => eprintln!("stoke: {} exited", live.target),
         (true, false) => eprintln!("stoke: stopped the command {}", live.target),
-        (false, false) => eprintln!("stoke: detached from pid {pid}; it runs on, untraced"),
+        (false, false) if matches!(target, Target::Pid(_)) => {
+            eprintln!("stoke: detached from pid {pid}; it runs on, untraced")
+        }
+        (false, false) => eprintln!("stoke: stopped watching {}", live.target),
     }
     if outputs.is_empty() {
         return Ok(ExitCode::SUCCESS);
