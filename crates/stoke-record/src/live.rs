@@ -83,37 +83,52 @@ impl LiveNamer {
 
     /// Sends every frame of the aggregator's stacks that is neither named
     /// nor on its way to the naming thread, in one job per module (and one
-    /// for the kernel, one per JIT process). Cheap when nothing is new.
+    /// for the kernel, one per JIT process), the module with the most
+    /// samples in frames still unnamed first. Cheap when nothing is new.
     pub fn request(&mut self, aggregator: &Aggregator) {
         let Some(jobs) = &self.jobs else {
             return;
         };
-        let mut by_module: HashMap<ModuleIndex, Vec<FrameAddress>> = HashMap::new();
-        let mut kernel = Vec::new();
-        let mut jit: HashMap<Pid, Vec<FrameAddress>> = HashMap::new();
-        for (_, frames, _) in aggregator.stacks() {
+        let mut by_module: HashMap<ModuleIndex, (u64, Vec<FrameAddress>)> = HashMap::new();
+        let mut kernel = (0, Vec::new());
+        let mut jit: HashMap<Pid, (u64, Vec<FrameAddress>)> = HashMap::new();
+        for (_, frames, samples) in aggregator.stacks() {
             for raw in frames {
-                if self.names.contains_key(raw) || self.pending.contains(raw) {
+                if self.names.contains_key(raw) {
                     continue;
                 }
-                match *raw {
-                    RawFrame::Module(m, a) => by_module.entry(m).or_default().push(a),
-                    RawFrame::Kernel(a) => kernel.push(a),
-                    RawFrame::Jit(pid, a) => jit.entry(pid).or_default().push(a),
+                // Samples of the unnamed frames of each job, to send the
+                // hottest first (the whole machine brings many at once).
+                let (heat, addresses) = match *raw {
+                    RawFrame::Module(m, _) => by_module.entry(m).or_default(),
+                    RawFrame::Kernel(_) => &mut kernel,
+                    RawFrame::Jit(pid, _) => jit.entry(pid).or_default(),
                     _ => continue,
+                };
+                *heat += samples;
+                if !self.pending.insert(*raw) {
+                    continue;
                 }
-                self.pending.insert(*raw);
+                if let RawFrame::Module(_, a) | RawFrame::Kernel(a) | RawFrame::Jit(_, a) = *raw {
+                    addresses.push(a);
+                }
             }
         }
-        let mut batch: Vec<Job> = by_module
+        let mut batch: Vec<(u64, Job)> = by_module
             .into_iter()
-            .map(|(m, a)| Job::Module(m, aggregator.modules.modules[m.0 as usize].clone(), a))
+            .map(|(m, (heat, a))| {
+                let info = aggregator.modules.modules[m.0 as usize].clone();
+                (heat, Job::Module(m, info, a))
+            })
             .collect();
-        if !kernel.is_empty() {
-            batch.push(Job::Kernel(kernel));
-        }
-        batch.extend(jit.into_iter().map(|(pid, a)| Job::Jit(pid, a)));
-        for job in batch {
+        batch.push((kernel.0, Job::Kernel(kernel.1)));
+        batch.extend(
+            jit.into_iter()
+                .map(|(pid, (heat, a))| (heat, Job::Jit(pid, a))),
+        );
+        batch.retain(|(_, job)| job_len(job) > 0);
+        batch.sort_by_key(|(heat, _)| std::cmp::Reverse(*heat));
+        for (_, job) in batch {
             self.asked += job_len(&job) as u64;
             if jobs.send(job).is_err() {
                 self.jobs = None;
