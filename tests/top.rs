@@ -323,3 +323,30 @@ fn output_writes_the_accumulated_profile() {
     assert!(profile.total() > 0);
     assert!(profile.share_containing("hot") > 0.3, "{}", outcome.stderr);
 }
+
+#[test]
+fn all_cpus_shows_a_busy_process_among_the_others() {
+    let fixture = c_fixture("cpu_split", Build::FramePointers);
+    let target = Target(Some(
+        Command::new(&fixture)
+            .arg("30")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    ));
+    let pid = target.0.as_ref().unwrap().id();
+    let outcome = run(stoke().args(["top", "-a", "--interval", "0.5", "-d", "2.2"]));
+    if !outcome.status.success() && outcome.stderr.contains("perf_event_paranoid") {
+        eprintln!("top: per-CPU perf events not allowed here; -a not checked");
+        return;
+    }
+    outcome.assert_success();
+    assert!(outcome.stdout.contains("all CPUs"), "{}", outcome.stdout);
+    assert!(
+        outcome.stdout.contains(&format!("cpu_split [{pid}]")),
+        "cpu_split {pid} not shown:\n{}",
+        outcome.stdout
+    );
+    assert_unharmed(pid as i32);
+}
