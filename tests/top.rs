@@ -230,6 +230,21 @@ fn attached_top_shows_the_split_sorts_and_quits_leaving_the_target_running() {
     tmux.wait_for("the table sorted by self", |s| {
         s.contains("sorted by self") && first_row(s).as_deref() == Some("hot")
     });
+    tmux.keys("T");
+    tmux.wait_for("a row per thread", |s| {
+        s.contains("per thread") && s.contains("THREAD")
+    });
+    tmux.keys("k");
+    tmux.wait_for("kernel frames hidden", |s| {
+        s.contains("kernel hidden") && !s.contains("[k]")
+    });
+    tmux.keys("p");
+    tmux.wait_for("the view paused", |s| s.contains("PAUSED"));
+    tmux.keys("p");
+    tmux.keys("r");
+    tmux.wait_for("counts reset", |s| {
+        !s.contains("PAUSED") && since_start(s) < 1500
+    });
     tmux.keys("q");
     let status = wait_file(&tmux.file("status"));
     assert_eq!(status.trim(), "0");
