@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """stoke's own cost per sample and fixed cost, beside perf record's.
 
-    python3 bench/cost.py [--stoke PATH] [--rounds N] [--short S] [--long S]
+    python3 bench/cost.py [--stoke PATH [--stoke PATH2]] [--rounds N] [--short S] [--long S]
                           [--target python|native]
 
 From the repository root. A one-thread CPU spinner runs (a Python loop by
@@ -65,24 +65,30 @@ def perf_run(pid, seconds, cwd):
     return cpu, int(m.group(1))
 
 
-def costs(run, rounds, short, long_):
-    per, fixed = [], []
+def costs(runs, rounds, short, long_):
+    """Per profiler, (per sample, fixed, rounds used): every profiler is run
+    in each round, in turn, so that a change in the machine's load falls on
+    all of them alike."""
+    per = {name: [] for name, _ in runs}
+    fixed = {name: [] for name, _ in runs}
     for _ in range(rounds):
-        c1, n1 = run(short)
-        c2, n2 = run(long_)
-        if n2 <= n1:
-            continue
-        p = (c2 - c1) / (n2 - n1)
-        per.append(p)
-        fixed.append(c1 - n1 * p)
-    if not per:
-        return None
-    return statistics.median(per), statistics.median(fixed), len(per)
+        for name, run in runs:
+            c1, n1 = run(short)
+            c2, n2 = run(long_)
+            if n2 <= n1:
+                continue
+            p = (c2 - c1) / (n2 - n1)
+            per[name].append(p)
+            fixed[name].append(c1 - n1 * p)
+    return [(name, (statistics.median(per[name]), statistics.median(fixed[name]),
+                    len(per[name])) if per[name] else None) for name, _ in runs]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--stoke", default="target/release/stoke")
+    ap.add_argument("--stoke", action="append",
+                    help="a stoke binary (default target/release/stoke); give it "
+                         "more than once to compare builds in the same rounds")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--short", type=float, default=3.0)
     ap.add_argument("--long", type=float, default=6.0)
@@ -90,7 +96,7 @@ def main():
     ap.add_argument("--target", choices=["python", "native"], default="python")
     args = ap.parse_args()
     globals()["FREQ"] = args.freq
-    stoke = os.path.abspath(args.stoke)
+    stokes = [os.path.abspath(p) for p in (args.stoke or ["target/release/stoke"])]
     build = tempfile.TemporaryDirectory(prefix="stoke-cost-spin-")
     if args.target == "native":
         spin = os.path.join(build.name, "spin")
@@ -99,22 +105,26 @@ def main():
         spinner = subprocess.Popen([spin])
     else:
         spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    rows = []
     try:
         with tempfile.TemporaryDirectory(prefix="stoke-cost-") as cwd:
-            rows.append(("stoke", costs(lambda s: stoke_run(stoke, spinner.pid, s, cwd),
-                                        args.rounds, args.short, args.long)))
+            runs = []
+            for i, stoke in enumerate(stokes):
+                name = "stoke" if len(stokes) == 1 else f"stoke #{i + 1}"
+                runs.append((name, lambda s, stoke=stoke: stoke_run(stoke, spinner.pid, s, cwd)))
             if subprocess.run(["perf", "--version"], capture_output=True).returncode == 0:
-                rows.append(("perf record -g", costs(lambda s: perf_run(spinner.pid, s, cwd),
-                                                     args.rounds, args.short, args.long)))
+                runs.append(("perf record -g", lambda s: perf_run(spinner.pid, s, cwd)))
             else:
                 print("cost.py: perf not found; stoke only", file=sys.stderr)
+            rows = costs(runs, args.rounds, args.short, args.long)
     finally:
         spinner.kill()
         spinner.wait()
         build.cleanup()
     print(f"{FREQ} Hz, one spinning {args.target} thread, {args.short:g} s vs {args.long:g} s, "
           f"median of {args.rounds} rounds")
+    if len(stokes) > 1:
+        for i, stoke in enumerate(stokes):
+            print(f"stoke #{i + 1}: {stoke}")
     print(f"{'profiler':<16} {'per sample':>12} {'fixed':>10}")
     for name, c in rows:
         if c is None:
