@@ -128,7 +128,7 @@ impl Aggregator {
     }
 
     /// Turns the time off the CPU measured so far into counted stacks
-    /// (see [`crate::offcpu`]); call once recording has ended, before
+    /// (see docs/how-it-works.md, "Off-CPU time"); call once recording has ended, before
     /// [`Aggregator::stacks`].
     pub fn settle_off_cpu(&mut self) {
         let threads = std::mem::take(&mut self.off_cpu);
