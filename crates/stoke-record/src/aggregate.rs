@@ -128,7 +128,8 @@ impl Aggregator {
     }
 
     /// Turns the time off the CPU measured so far into counted stacks
-    /// (see docs/how-it-works.md, "Off-CPU time"); call once recording has ended, before
+    /// (unsampled intervals shared out, see `docs/how-it-works.md`); call
+    /// once recording has ended, before
     /// [`Aggregator::stacks`].
     pub fn settle_off_cpu(&mut self) {
         let threads = std::mem::take(&mut self.off_cpu);

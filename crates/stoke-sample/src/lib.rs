@@ -3,9 +3,10 @@
 //! This crate owns everything that touches the target process: starting a
 //! command stopped and releasing it at `exec`, attaching to a running pid,
 //! discovering its threads and mappings through `/proc`, and sampling it with
-//! `perf_event_open` and its ring buffers ([`PerfSampler`]) or, where perf
-//! events are forbidden or time off the CPU is wanted, by interrupting one
-//! thread at a time under ptrace ([`PtraceSampler`]).
+//! `perf_event_open` and its ring buffers ([`PerfSampler`]; time off the CPU
+//! from its context-switch event and switch records) or, where perf events
+//! are forbidden, by interrupting one thread at a time under ptrace
+//! ([`PtraceSampler`]).
 //!
 //! Design constraints:
 //! - It emits plain [`Event`]s and knows nothing of unwinding, symbols or
