@@ -97,8 +97,31 @@ fn wall_mode_gives_each_thread_its_wall_time_and_names_the_waits() {
 #[test]
 fn off_cpu_mode_leaves_running_time_out() {
     let fixture = fixture();
-    let recording = record_command(&["--mode", "off-cpu", "--per-thread"], &[&fixture]);
+    let pprof_dir = tempfile::tempdir().unwrap();
+    let pprof = pprof_dir.path().join("x.pb.gz");
+    let recording = record_command(
+        &[
+            "--mode",
+            "off-cpu",
+            "--per-thread",
+            "-o",
+            pprof.to_str().unwrap(),
+        ],
+        &[&fixture],
+    );
     assert_perf_backend(&recording.outcome.stderr);
+    // pprof: the time is an `off-cpu` sample type in nanoseconds.
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&pprof).unwrap()),
+        &mut bytes,
+    )
+    .unwrap();
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(
+        text.contains("off-cpu") && text.contains("nanoseconds"),
+        "{text:?}"
+    );
     let folded = recording.folded;
     let on_cpu = folded.share(|s| !s.contains("[off-cpu]"));
     assert_eq!(
