@@ -153,14 +153,16 @@ fn threads_outnumbering_the_cpus_wait_runnable() {
     let spinners = of_thread(&recording.folded, "spinner");
     let runnable = spinners.share(|s| s.contains("[runnable]"));
     // 2×CPUs spinners and a busy thread on CPUs threads: at least half
-    // of their time is spent waiting for one.
+    // of their time is spent waiting for one, charged to the code they
+    // were preempted in (`burn`, the leaf; its callers may be cut short on
+    // a loaded machine, if the fixture exits before stoke opens it).
     assert!(
         runnable >= 0.4,
         "spinners waited {:.1} % runnable\n{spinners:?}",
         runnable * 100.0
     );
     assert!(
-        spinners.count(|s| s.contains("crowd") && s.contains("[runnable]")) > 0,
+        spinners.count(|s| s.contains("burn") && s.contains("[runnable]")) > 0,
         "{spinners:?}"
     );
 }
