@@ -178,3 +178,42 @@ fn all_cpus_is_refused_with_what_it_needs() {
         ],
     );
 }
+
+#[test]
+fn several_of_ones_own_pids_are_recorded_with_per_task_events() {
+    if let Some(why) = cannot_drop_privileges() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let Some(1..) = paranoid() else {
+        eprintln!("skipped: perf_event_paranoid is 0 or below, so nobody gets per-CPU events");
+        return;
+    };
+    let one = common::c_fixture_named("threads", Build::FramePointers, "own_one");
+    let two = common::c_fixture_named("threads", Build::FramePointers, "own_two");
+    let (dir, stoke) = staging(&[&one, &two]);
+    let spawn = |name: &str| {
+        let mut cmd = as_nobody(dir.path(), &dir.path().join(name));
+        cmd.arg("1");
+        common::LiveFixture::spawn(cmd)
+    };
+    let (a, b) = (spawn("own_one"), spawn("own_two"));
+    let pids = format!("{},{}", a.pid(), b.pid());
+    let outcome = run(as_nobody(dir.path(), &stoke).args([
+        "record",
+        "-p",
+        &pids,
+        "-d",
+        "1.5",
+        "-o",
+        "out/x.folded",
+    ]));
+    outcome.assert_success();
+    let folded = common::Folded::read(&dir.path().join("out/x.folded"));
+    let roots: Vec<&str> = folded.roots().into_iter().collect();
+    assert_eq!(roots, ["own_one", "own_two"], "{outcome}");
+    assert!(
+        outcome.stderr.contains("per-task events on each process"),
+        "{outcome}"
+    );
+}

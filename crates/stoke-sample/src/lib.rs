@@ -271,9 +271,19 @@ pub fn system(
                 .to_string(),
         ));
     }
-    let (sampler, child) = perf::system_targets::system(scope, command, options)?;
+    let opened = perf::system_targets::system(scope, command, options);
+    let (sampler, child): (Box<dyn Sampler>, _) = match (opened, scope, command) {
+        (Ok((sampler, child)), _, _) => (Box::new(sampler), child),
+        // Several pids can also be followed with per-task events, as an
+        // unprivileged user may (each process's own events).
+        (Err(SampleError::PermissionDenied { .. }), SystemScope::Pids(pids), None) => (
+            Box::new(perf::multi::MultiSampler::attach(pids, options)?),
+            None,
+        ),
+        (Err(err), _, _) => return Err(err),
+    };
     Ok(Started {
-        sampler: Box::new(sampler),
+        sampler,
         child,
         fallback: None,
         warnings: Vec::new(),

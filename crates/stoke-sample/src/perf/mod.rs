@@ -8,6 +8,7 @@ pub(crate) mod cursor;
 pub(crate) mod dedup;
 pub(crate) mod filter;
 pub(crate) mod launch;
+pub(crate) mod multi;
 pub(crate) mod open;
 pub(crate) mod record;
 pub(crate) mod sampler;

@@ -51,7 +51,8 @@ pub struct SystemSampler {
     rings: Vec<CpuRing>,
     filter: TaskFilter,
     watched: Vec<Watched>,
-    /// Processes whose mappings were read from `/proc` (or born since).
+    /// Processes whose mappings are known: read from `/proc`, or exec'd
+    /// (or forked from such a process) during the recording.
     seen: HashSet<Pid>,
     pending: Vec<Event>,
     scratch: Vec<u8>,
@@ -193,12 +194,15 @@ impl SystemSampler {
                 Event::Exit { pid, tid } if pid.0 == tid.0 => {
                     self.seen.remove(pid);
                 }
-                // A process that execs while recorded has all its mappings
-                // in MMAP2 records, with the build-ids the kernel read:
-                // /proc would only repeat them without.
+                // Its mappings all come in records from now on (with the
+                // build-ids the kernel gives, which /proc has not).
                 Event::Comm {
                     pid, exec: true, ..
                 } => {
+                    self.seen.insert(*pid);
+                }
+                // A child starts with its parent's mappings.
+                Event::Fork { pid, ppid, .. } if pid != ppid && self.seen.contains(ppid) => {
                     self.seen.insert(*pid);
                 }
                 _ => {}
