@@ -104,9 +104,13 @@ fn check_split(interpreter: &Path) {
         position(s, "run_sort")
             .is_some_and(|r| s.frames[r..].iter().any(|f| f.starts_with("<module>")))
     });
+    let example = folded.stacks.iter().find(|s| {
+        position(s, "run_sort")
+            .is_some_and(|r| s.frames[r..].iter().any(|f| f.starts_with("<module>")))
+    });
     assert_eq!(
         misnamed, 0,
-        "{label}: {misnamed} samples under run_sort name a <module>"
+        "{label}: {misnamed} samples under run_sort name a <module>: {example:?}"
     );
     // The C `sorted` sits between run_sort and keyf.
     let keyf = folded.filter(|s| position(s, "keyf").is_some());

@@ -185,6 +185,9 @@ impl<M: Memory> Reader<M> {
                         return Ok(PyStack::Stale);
                     }
                 }
+                if let Some(groups) = self.by_c_frames(frame, sp, copy, current as u64, &is_root)? {
+                    return Ok(groups);
+                }
                 at_sample = word_at(copy, sp, frame + current as u64);
             }
             frame = match at_sample {
@@ -192,6 +195,15 @@ impl<M: Memory> Reader<M> {
                 None => read_u64(&self.memory, frame + current as u64)?,
             };
         }
+        self.walk(frame, sp, false)
+    }
+
+    /// Walks the frame chain from `frame`, grouped by evaluation. With
+    /// `one`, only the evaluation `frame` is in: up to its entry (3.11) or
+    /// shim (3.12) frame, or to the chain's end (a generator's frame once
+    /// it yielded has no `previous`).
+    fn walk(&mut self, mut frame: u64, sp: Option<u64>, one: bool) -> Result<PyStack, PythonError> {
+        let o = self.layout.offsets;
         let mut evals: Vec<Vec<PyFrame>> = Vec::new();
         let mut group: Vec<PyFrame> = Vec::new();
         let span = [
@@ -234,6 +246,9 @@ impl<M: Memory> Reader<M> {
                             continue;
                         }
                         evals.push(std::mem::take(&mut group));
+                        if one {
+                            return Ok(PyStack::Evals(evals));
+                        }
                         frame = previous;
                         continue;
                     }
@@ -265,8 +280,15 @@ impl<M: Memory> Reader<M> {
             });
             if entry {
                 evals.push(std::mem::take(&mut group));
+                if one {
+                    return Ok(PyStack::Evals(evals));
+                }
             }
             frame = previous;
+        }
+        if one {
+            evals.push(group);
+            return Ok(PyStack::Evals(evals));
         }
         if !group.is_empty() {
             // 3.12+ frames of the outermost evaluation end without a shim
@@ -274,6 +296,64 @@ impl<M: Memory> Reader<M> {
             return Ok(PyStack::Stale);
         }
         Ok(PyStack::Evals(evals))
+    }
+
+    /// 3.11, 3.12: the evaluations of a sample read through the C frames in
+    /// its stack copy, starting at the live C frame `live` (at or above
+    /// `sp`). The C frames of evaluations the thread returned from since the
+    /// sample are still in the copy, below `live`, each linked to the next
+    /// by `previous`: the innermost one is found, and each C frame's current
+    /// frame, as at the sample, starts one evaluation. `None` when the copy
+    /// does not hold them all (it was cut short).
+    fn by_c_frames(
+        &mut self,
+        live: u64,
+        sp: u64,
+        copy: &[u8],
+        current: u64,
+        is_root: &dyn Fn(u64) -> bool,
+    ) -> Result<Option<PyStack>, PythonError> {
+        let end = sp + copy.len() as u64;
+        let in_copy = |a: u64| a >= sp && a + 8 <= end;
+        if !in_copy(live + current + 8) {
+            return Ok(None);
+        }
+        // Deeper C frames: the one whose `previous` is the innermost known.
+        let mut inner = live;
+        'deeper: for _ in 0..MAX_FRAMES {
+            let mut at = inner.saturating_sub(8) & !7;
+            while at >= sp + current + 8 {
+                let candidate = at - current - 8;
+                if word_at(copy, sp, at) == Some(inner) && candidate < inner {
+                    inner = candidate;
+                    continue 'deeper;
+                }
+                at -= 8;
+            }
+            break;
+        }
+        let mut groups = Vec::new();
+        let mut cframe = inner;
+        for _ in 0..MAX_FRAMES {
+            let (Some(frame), Some(previous)) = (
+                word_at(copy, sp, cframe + current),
+                word_at(copy, sp, cframe + current + 8),
+            ) else {
+                return Ok(None);
+            };
+            match self.walk(frame, Some(sp), true)? {
+                PyStack::Evals(mut one) => groups.append(&mut one),
+                other => return Ok(Some(other)),
+            }
+            if previous == 0 || is_root(previous) {
+                return Ok(Some(PyStack::Evals(groups)));
+            }
+            if !in_copy(previous + current + 8) || previous <= cframe {
+                return Ok(None);
+            }
+            cframe = previous;
+        }
+        Ok(Some(PyStack::Stale))
     }
 
     /// The thread state of `tid`: by native thread id from 3.11; before,
