@@ -195,14 +195,22 @@ impl<M: Memory> Reader<M> {
                 None => read_u64(&self.memory, frame + current as u64)?,
             };
         }
-        self.walk(frame, sp, false)
+        self.walk(frame, sp, false, None)
     }
 
     /// Walks the frame chain from `frame`, grouped by evaluation. With
     /// `one`, only the evaluation `frame` is in: up to its entry (3.11) or
     /// shim (3.12) frame, or to the chain's end (a generator's frame once
-    /// it yielded has no `previous`).
-    fn walk(&mut self, mut frame: u64, sp: Option<u64>, one: bool) -> Result<PyStack, PythonError> {
+    /// it yielded has no `previous`), and never into `stop` (the current
+    /// frame of the evaluation outside it: a frame just pushed is not yet
+    /// marked as its evaluation's entry).
+    fn walk(
+        &mut self,
+        mut frame: u64,
+        sp: Option<u64>,
+        one: bool,
+        stop: Option<u64>,
+    ) -> Result<PyStack, PythonError> {
         let o = self.layout.offsets;
         let mut evals: Vec<Vec<PyFrame>> = Vec::new();
         let mut group: Vec<PyFrame> = Vec::new();
@@ -222,6 +230,9 @@ impl<M: Memory> Reader<M> {
         let mut buf = vec![0u8; span];
         let mut seen = 0;
         while frame != 0 {
+            if one && stop == Some(frame) {
+                break;
+            }
             seen += 1;
             if seen > MAX_FRAMES {
                 return Ok(PyStack::Stale);
@@ -341,7 +352,8 @@ impl<M: Memory> Reader<M> {
             ) else {
                 return Ok(None);
             };
-            match self.walk(frame, Some(sp), true)? {
+            let outer = word_at(copy, sp, previous + current).filter(|_| !is_root(previous));
+            match self.walk(frame, Some(sp), true, outer)? {
                 PyStack::Evals(mut one) => groups.append(&mut one),
                 other => return Ok(Some(other)),
             }
