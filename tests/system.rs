@@ -100,11 +100,14 @@ fn all_cpus_shows_each_process_with_its_own_split() {
     );
 }
 
-/// Two busy live fixtures of distinct names, and a third that must not
-/// be recorded.
-fn three_fixtures() -> [LiveFixture; 3] {
-    ["sys_one", "sys_two", "sys_other"].map(|name| {
-        let mut cmd = Command::new(c_fixture_named("threads", Build::FramePointers, name));
+/// Two busy live fixtures of distinct names (`PREFIX_one`, `PREFIX_two`),
+/// and a third that must not be recorded (`PREFIX_other`). Each test gives
+/// its own prefix: tests run at once, and one test's processes must not
+/// match another's pattern.
+fn three_fixtures(prefix: &str) -> [LiveFixture; 3] {
+    ["one", "two", "other"].map(|which| {
+        let name = format!("{prefix}_{which}");
+        let mut cmd = Command::new(c_fixture_named("threads", Build::FramePointers, &name));
         cmd.arg("1");
         LiveFixture::spawn(cmd)
     })
@@ -113,7 +116,7 @@ fn three_fixtures() -> [LiveFixture; 3] {
 #[test]
 fn several_pids_are_recorded_and_nothing_else() {
     needs_per_cpu!();
-    let [one, two, _other] = three_fixtures();
+    let [one, two, _other] = three_fixtures("sys");
     let pids = format!("{},{}", one.pid(), two.pid());
     let json = tempfile::tempdir().unwrap();
     let json = json.path().join("out.speedscope.json");
@@ -133,15 +136,15 @@ fn several_pids_are_recorded_and_nothing_else() {
 #[test]
 fn a_name_pattern_records_every_matching_process_and_nothing_else() {
     needs_per_cpu!();
-    let _fixtures = three_fixtures();
-    let (outcome, folded, _dir) = record(&["--name", "sys_t*o", "-d", "1.5"]);
+    let _fixtures = three_fixtures("nm");
+    let (outcome, folded, _dir) = record(&["--name", "nm_t*o", "-d", "1.5"]);
     let roots: Vec<&str> = folded.roots().into_iter().collect();
-    assert_eq!(roots, ["sys_two"], "{}", outcome.stderr);
-    let (outcome, folded, _dir) = record(&["--name", "sys_one", "--per-process", "-d", "1.5"]);
+    assert_eq!(roots, ["nm_two"], "{}", outcome.stderr);
+    let (outcome, folded, _dir) = record(&["--name", "nm_one", "--per-process", "-d", "1.5"]);
     let roots: Vec<&str> = folded.roots().into_iter().collect();
     assert_eq!(
         roots,
-        [format!("sys_one-{}", _fixtures[0].pid())],
+        [format!("nm_one-{}", _fixtures[0].pid())],
         "{}",
         outcome.stderr
     );
@@ -203,7 +206,7 @@ impl Drop for TestCgroup {
 #[test]
 fn a_cgroup_records_only_the_process_moved_into_it() {
     needs_per_cpu!();
-    let [inside, outside, _] = three_fixtures();
+    let [inside, outside, _] = three_fixtures("cg");
     let cgroup = match TestCgroup::new().and_then(|c| c.add(inside.pid()).map(|()| c)) {
         Ok(cgroup) => cgroup,
         Err(why) => {
@@ -214,7 +217,7 @@ fn a_cgroup_records_only_the_process_moved_into_it() {
     let path = cgroup.path().to_str().unwrap().to_string();
     let (outcome, folded, _dir) = record(&["--cgroup", &path, "-d", "1.5"]);
     let roots: Vec<&str> = folded.roots().into_iter().collect();
-    assert_eq!(roots, ["sys_one"], "{}", outcome.stderr);
+    assert_eq!(roots, ["cg_one"], "{}", outcome.stderr);
     drop(outside);
 }
 
