@@ -3,11 +3,11 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use stoke_model::{FrameAddress, Mapping, MappingKind, Pid, Tid};
 use stoke_python::{Code, Interpreter, PyFrame, PyStack};
-use stoke_sample::Sample;
+use stoke_sample::{Sample, WhileStopped};
 
 use crate::stack::RawFrame;
 use crate::Target;
@@ -33,17 +33,43 @@ pub(crate) struct PythonFrame {
     pub line: Option<u32>,
 }
 
+/// The interpreter found in each process (`None`: none).
+type Interpreters = HashMap<Pid, Option<Interpreter>>;
+
+/// The interpreters, even if a reader panicked while holding them.
+fn lock(interpreters: &Mutex<Interpreters>) -> MutexGuard<'_, Interpreters> {
+    interpreters
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The sampled thread's stack pointer and the stack copy that starts there.
+fn stack_of(sample: &Sample) -> (Option<u64>, &[u8]) {
+    let sp = sample.user_regs.map(|r| r.sp());
+    let copy = sample
+        .user_stack
+        .as_ref()
+        .filter(|s| Some(s.start) == sp)
+        .map_or(&[][..], |s| s.bytes.as_slice());
+    (sp, copy)
+}
+
 /// The interpreters of the target's processes and the frames read so far.
 #[derive(Default)]
 pub(crate) struct PythonFrames {
     mode: PythonMode,
-    interpreters: HashMap<Pid, Option<Interpreter>>,
+    /// Shared with the ptrace sampler's [`WhileStopped`] hook, which reads
+    /// with the same readers (and code caches) on the same thread.
+    interpreters: Arc<Mutex<Interpreters>>,
     pub frames: Vec<PythonFrame>,
     index: HashMap<(usize, Option<u32>), u32>,
     /// Samples whose Python frames were spliced in.
     pub spliced: u64,
     /// Samples marked stale.
     pub stale: u64,
+    /// Samples whose Python frames were read while their thread was
+    /// stopped for the sample (ptrace).
+    pub read_stopped: u64,
     /// Why an interpreter could not be read (one line per process).
     pub warnings: Vec<String>,
 }
@@ -59,7 +85,7 @@ impl PythonFrames {
     /// Forgets what was found in `pid` (it exec'd or mapped a libpython).
     pub fn forget(&mut self, pid: Pid) {
         if self.mode == PythonMode::Auto {
-            self.interpreters.remove(&pid);
+            lock(&self.interpreters).remove(&pid);
         }
     }
 
@@ -73,7 +99,7 @@ impl PythonFrames {
         let MappingKind::File(path) = &mapping.kind else {
             return;
         };
-        let known = matches!(self.interpreters.get(&pid), Some(Some(i)) if i.path == *path);
+        let known = matches!(lock(&self.interpreters).get(&pid), Some(Some(i)) if i.path == *path);
         if !known {
             self.forget(pid);
         }
@@ -82,8 +108,30 @@ impl PythonFrames {
     /// Takes on an interpreter found in `pid` before recording started.
     pub fn adopt(&mut self, pid: Pid, interpreter: Interpreter) {
         if self.mode == PythonMode::Auto {
-            self.interpreters.insert(pid, Some(interpreter));
+            lock(&self.interpreters).insert(pid, Some(interpreter));
         }
+    }
+
+    /// A hook for a sampler that stops threads to sample them (ptrace):
+    /// it reads the Python frames of a thread of a process already known
+    /// to hold an interpreter while the thread is still stopped, so the
+    /// read is exact, and attaches them to the sample. Nothing else is done
+    /// in the stop (a process not yet looked at is looked at afterwards, by
+    /// [`Self::replacements`]). `None` with `--python off`.
+    pub fn while_stopped(&self) -> Option<WhileStopped> {
+        if self.mode == PythonMode::Off {
+            return None;
+        }
+        let interpreters = Arc::clone(&self.interpreters);
+        Some(Box::new(move |sample: &mut Sample| {
+            let mut interpreters = lock(&interpreters);
+            let Some(Some(interp)) = interpreters.get_mut(&sample.pid) else {
+                return;
+            };
+            let (sp, copy) = stack_of(sample);
+            let stack = interp.reader.stack_with(tid_of(sample.tid), sp, copy);
+            sample.attached = Some(Arc::new(StoppedRead(stack)));
+        }))
     }
 
     /// For a sample whose user frames are `user` (leaf first), the Python
@@ -100,7 +148,8 @@ impl PythonFrames {
         if self.mode == PythonMode::Off {
             return;
         }
-        let interp = self.interpreters.entry(sample.pid).or_insert_with(|| {
+        let mut interpreters = lock(&self.interpreters);
+        let interp = interpreters.entry(sample.pid).or_insert_with(|| {
             match stoke_python::detect(sample.pid.0 as i32, &open_target_file) {
                 Ok(found) => found,
                 // Gone before it could be looked at: nothing to say.
@@ -122,13 +171,22 @@ impl PythonFrames {
         if evals.is_empty() {
             return;
         }
-        let sp = sample.user_regs.map(|r| r.sp());
-        let copy = sample
-            .user_stack
+        let stopped = sample
+            .attached
             .as_ref()
-            .filter(|s| Some(s.start) == sp)
-            .map_or(&[][..], |s| s.bytes.as_slice());
-        let stack = interp.reader.stack_with(tid_of(sample.tid), sp, copy);
+            .and_then(|a| a.downcast_ref::<StoppedRead>());
+        let stack = match stopped {
+            // Read while the thread was stopped for the sample.
+            Some(StoppedRead(stack)) => {
+                self.read_stopped += 1;
+                stack.clone()
+            }
+            None => {
+                let (sp, copy) = stack_of(sample);
+                interp.reader.stack_with(tid_of(sample.tid), sp, copy)
+            }
+        };
+        drop(interpreters);
         let groups = match stack {
             PyStack::Evals(groups) => as_sampled(groups, sample),
             _ => None,
@@ -170,6 +228,9 @@ impl PythonFrames {
         i
     }
 }
+
+/// Python frames read by [`PythonFrames::while_stopped`], attached to a sample.
+struct StoppedRead(PyStack);
 
 /// Whether a new mapping may be the interpreter (a `libpython3` or a
 /// `python` executable).

@@ -179,7 +179,7 @@ impl Session {
             }
         };
         let Started {
-            sampler,
+            mut sampler,
             child,
             fallback,
             warnings: launch_warnings,
@@ -193,6 +193,10 @@ impl Session {
         let mut aggregator = Aggregator::with_python(options.unwind, options.python);
         if let Some((pid, interpreter)) = python.found {
             aggregator.python.adopt(pid, interpreter);
+        }
+        if let Some(hook) = aggregator.python.while_stopped() {
+            // Under ptrace, Python frames are read before the thread resumes.
+            sampler.read_while_stopped(hook);
         }
         if options.per_process {
             aggregator.name_processes_with_pid();

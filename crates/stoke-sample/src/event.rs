@@ -1,5 +1,8 @@
 //! The events a sampler emits.
 
+use std::any::Any;
+use std::sync::Arc;
+
 use stoke_model::{Mapping, Pid, Registers, Tid};
 
 /// Something the kernel (or `/proc`) told about the target.
@@ -102,7 +105,14 @@ pub struct Sample {
     /// perf's off-CPU modes): it weighs the time until the thread's next
     /// [`SwitchDirection::In`], not one period.
     pub switch_out: bool,
+    /// What a [`crate::WhileStopped`] hook read of the thread while it was
+    /// still stopped for this sample (ptrace backend), opaque to this crate.
+    pub attached: Option<Attached>,
 }
+
+/// What a [`crate::WhileStopped`] hook attaches to a sample: its reader
+/// downcasts it back.
+pub type Attached = Arc<dyn Any + Send + Sync>;
 
 /// Which way a thread switched.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -28,7 +28,7 @@ mod sys;
 mod target;
 
 pub use error::{Call, SampleError};
-pub use event::{Event, OffCpu, Sample, StackBytes, SwitchDirection};
+pub use event::{Attached, Event, OffCpu, Sample, StackBytes, SwitchDirection};
 pub use perf::sampler::PerfSampler;
 pub use perf::system::SystemSampler;
 pub use ptrace::backend::{Backend, Started};
@@ -176,6 +176,14 @@ pub enum KernelTime {
     },
 }
 
+/// A read of a sampled thread's memory made while the thread is still
+/// stopped for the sample, before it is resumed (so what it reads is as at
+/// the sample): it is given the sample (registers, stack copy) and may set
+/// [`Sample::attached`]. It runs on the thread that drives ptrace, inside
+/// the stop: it must be short and never block (only memory reads of the
+/// target, no files).
+pub type WhileStopped = Box<dyn FnMut(&mut Sample) + Send>;
+
 /// A source of events about a target.
 pub trait Sampler {
     /// Waits up to `timeout` (forever if `None`) for events or the target's
@@ -201,6 +209,14 @@ pub trait Sampler {
 
     /// The pid sampled (the attached process or the launched command).
     fn target(&self) -> Pid;
+
+    /// Installs `hook`, run on every sample while its thread is stopped.
+    /// Returns false (dropping it) where threads are not stopped to be
+    /// sampled (perf events): there the sample's reader reads later.
+    fn read_while_stopped(&mut self, hook: WhileStopped) -> bool {
+        drop(hook);
+        false
+    }
 
     /// How completely the target was covered; complete after
     /// [`Sampler::finish`].

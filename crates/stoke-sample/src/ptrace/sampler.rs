@@ -29,7 +29,10 @@ use super::stat::{blocked_in, BlockedIn};
 use super::tracer::{Interrupt, Tracer};
 use crate::sys::ptrace as sys;
 use crate::sys::time;
-use crate::{Call, Event, PollOutcome, SampleError, SampleMode, Sampler, SamplerOptions};
+use crate::{
+    Call, Event, PollOutcome, Sample, SampleError, SampleMode, Sampler, SamplerOptions,
+    WhileStopped,
+};
 
 /// The longest sleep between looks at pending stops.
 pub(crate) const MAX_NAP: Duration = Duration::from_millis(2);
@@ -76,6 +79,17 @@ pub struct PtraceSampler {
     /// The tracer's births last seen, and when they last changed.
     births_seen: u64,
     last_birth: Option<Instant>,
+    /// Run on each sample before its thread is resumed.
+    while_stopped: Option<Hook>,
+}
+
+/// A [`WhileStopped`] hook (with a `Debug` for the sampler's).
+struct Hook(WhileStopped);
+
+impl std::fmt::Debug for Hook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WhileStopped")
+    }
 }
 
 impl PtraceSampler {
@@ -105,6 +119,7 @@ impl PtraceSampler {
             cpu_used: None,
             births_seen: 0,
             last_birth: None,
+            while_stopped: None,
         }
     }
 
@@ -278,7 +293,7 @@ impl PtraceSampler {
             {
                 if now == site {
                     let pid = thread.pid;
-                    let sample = capture_with(
+                    let mut sample = capture_with(
                         pid,
                         tid,
                         &regs.0,
@@ -287,6 +302,8 @@ impl PtraceSampler {
                         &mut thread.last_syscall,
                         &self.capture,
                     );
+                    // Its user state cannot change while it stays blocked.
+                    run_hook(&mut self.while_stopped, &mut sample);
                     self.tracer.events.push(Event::Sample(sample));
                     return;
                 }
@@ -317,7 +334,7 @@ impl PtraceSampler {
             self.tracer.resume(tid);
             return;
         };
-        let sample = capture_with(
+        let mut sample = capture_with(
             pid,
             tid,
             &regs,
@@ -326,6 +343,8 @@ impl PtraceSampler {
             &mut thread.last_syscall,
             &self.capture,
         );
+        // Still stopped: what the hook reads is as at the sample.
+        run_hook(&mut self.while_stopped, &mut sample);
         // A blocked thread's site, as /proc will show it once it is back
         // in its call (the call restarts from the same place).
         thread.blocked_site = (blocked == Some(true) && (regs.orig_rax as i64) >= 0).then(|| {
@@ -348,6 +367,13 @@ impl PtraceSampler {
         for tid in self.tracer.handle_pending() {
             self.take(tid);
         }
+    }
+}
+
+/// Runs the sampler's [`WhileStopped`] hook, if any, on `sample`.
+fn run_hook(hook: &mut Option<Hook>, sample: &mut Sample) {
+    if let Some(Hook(hook)) = hook {
+        hook(sample);
     }
 }
 
@@ -438,6 +464,11 @@ impl Sampler for PtraceSampler {
 
     fn target(&self) -> Pid {
         self.target
+    }
+
+    fn read_while_stopped(&mut self, hook: WhileStopped) -> bool {
+        self.while_stopped = Some(Hook(hook));
+        true
     }
 
     fn coverage(&self) -> crate::Coverage {
