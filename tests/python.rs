@@ -252,3 +252,80 @@ fn attach_names_each_threads_functions_3_13() {
         check_attach(&p);
     }
 }
+
+/// Under ptrace the frames are read while the sampled thread is still
+/// stopped, so the read is exact: nothing is stale (but a process's first
+/// samples, read once the interpreter is found, after the thread resumed)
+/// and the hot path's chain is whole.
+fn check_ptrace(interpreter: &Path) {
+    let recording = record_command(
+        &["--backend", "ptrace"],
+        &[
+            interpreter.as_os_str(),
+            fixture("split.py").as_os_str(),
+            "1.5".as_ref(),
+        ],
+    );
+    let label = interpreter.display();
+    let folded = recording.folded;
+    let total = folded.total();
+    assert!(total >= 300, "{label}: only {total} samples");
+    let stale = folded.share(|s| s.contains(STALE));
+    eprintln!("{label} (ptrace): {:.2} % stale", stale * 100.0);
+    assert!(
+        stale <= 0.005,
+        "{label} (ptrace): {:.2} % stale",
+        stale * 100.0
+    );
+    // <module> -> outer -> hot -> middle -> leaf, in that order, down to
+    // the process's start.
+    let hot_leaf =
+        folded.filter(|s| position(s, "leaf").is_some() && position(s, "middle").is_some());
+    assert!(
+        hot_leaf.total() >= 100,
+        "{label}: only {} samples in middle's leaf",
+        hot_leaf.total()
+    );
+    let whole = hot_leaf.share(|s| {
+        let chain: Vec<Option<usize>> = ["<module>", "outer", "hot", "middle", "leaf"]
+            .iter()
+            .map(|f| position(s, f))
+            .collect();
+        chain.iter().all(Option::is_some)
+            && chain.windows(2).all(|w| w[0] < w[1])
+            && s.frames.iter().any(|f| f == "__libc_start_call_main")
+    });
+    assert!(
+        whole >= 0.98,
+        "{label} (ptrace): the whole chain in only {:.1} % of middle's leaf samples",
+        whole * 100.0
+    );
+}
+
+#[test]
+fn ptrace_reads_python_frames_exactly_3_9() {
+    if let Some(p) = python(9) {
+        check_ptrace(&p);
+    }
+}
+
+#[test]
+fn ptrace_reads_python_frames_exactly_3_11() {
+    if let Some(p) = python(11) {
+        check_ptrace(&p);
+    }
+}
+
+#[test]
+fn ptrace_reads_python_frames_exactly_3_12() {
+    if let Some(p) = python(12) {
+        check_ptrace(&p);
+    }
+}
+
+#[test]
+fn ptrace_reads_python_frames_exactly_3_13() {
+    if let Some(p) = python(13) {
+        check_ptrace(&p);
+    }
+}
