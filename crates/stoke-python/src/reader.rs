@@ -228,6 +228,10 @@ impl<M: Memory> Reader<M> {
         .unwrap_or(0)
             + 8;
         let mut buf = vec![0u8; span];
+        let mut next = vec![0u8; span];
+        // Whether `buf` already holds `frame` (read with the last code
+        // object's identity, in one system call).
+        let mut have = false;
         let mut seen = 0;
         while frame != 0 {
             if one && stop == Some(frame) {
@@ -237,7 +241,10 @@ impl<M: Memory> Reader<M> {
             if seen > MAX_FRAMES {
                 return Ok(PyStack::Stale);
             }
-            self.memory.read(frame, &mut buf)?;
+            if !have {
+                self.memory.read(frame, &mut buf)?;
+            }
+            have = false;
             let word = |off: usize| u64::from_le_bytes(buf[off..off + 8].try_into().unwrap());
             let previous = word(o.frame_previous);
             let code_addr = word(o.frame_code);
@@ -266,7 +273,11 @@ impl<M: Memory> Reader<M> {
                     false
                 }
             };
-            let Some(code) = self.code(code_addr)? else {
+            // The walk goes on to `previous`: it is read along with the
+            // code object's identity.
+            let more = previous != 0 && !(one && entry) && !(one && stop == Some(previous));
+            let prefetch = more.then_some((previous, next.as_mut_slice()));
+            let Some(code) = self.code_and(code_addr, prefetch)? else {
                 return Ok(PyStack::Stale);
             };
             let offset = match o.code_adaptive {
@@ -294,6 +305,10 @@ impl<M: Memory> Reader<M> {
                 if one {
                     return Ok(PyStack::Evals(evals));
                 }
+            }
+            if more {
+                std::mem::swap(&mut buf, &mut next);
+                have = true;
             }
             frame = previous;
         }
@@ -438,12 +453,25 @@ impl<M: Memory> Reader<M> {
     /// A cached one is checked to be still the same object (its name and
     /// file pointers, one small read): the address of a code object freed
     /// since (a `compile`d string's `<module>`) is reused for new ones.
-    fn code(&mut self, addr: u64) -> Result<Option<Arc<Code>>, PythonError> {
+    ///
+    /// `also` (address, buffer), the next frame, is filled too: in the same
+    /// system call as a cached code object's identity, so that a sample's
+    /// reads are one call per frame (they are made inside the thread's stop
+    /// under ptrace).
+    fn code_and(
+        &mut self,
+        addr: u64,
+        also: Option<(u64, &mut [u8])>,
+    ) -> Result<Option<Arc<Code>>, PythonError> {
+        let mut also = also;
         if let Some(Some(c)) = self.codes.get(&addr) {
-            if self.identity(addr)? == c.identity {
+            if self.identity(addr, also.take())? == c.identity {
                 return Ok(Some(c.clone()));
             }
             self.codes.remove(&addr);
+        }
+        if let Some((at, buf)) = also {
+            self.memory.read(at, buf)?;
         }
         let code = self.read_code(addr)?;
         // A bad pointer is not cached: the address may hold a code object later.
@@ -454,12 +482,18 @@ impl<M: Memory> Reader<M> {
     }
 
     /// The name and file pointers of the code object at `addr`.
-    fn identity(&self, addr: u64) -> Result<[u64; 2], PythonError> {
+    /// With `also`, that is read in the same call.
+    fn identity(&self, addr: u64, also: Option<(u64, &mut [u8])>) -> Result<[u64; 2], PythonError> {
         let o = self.layout.offsets;
         let name_at = o.code_qualname.unwrap_or(o.code_name);
         let (lo, hi) = (name_at.min(o.code_filename), name_at.max(o.code_filename));
         let mut buf = vec![0u8; hi - lo + 8];
-        self.memory.read(addr + lo as u64, &mut buf)?;
+        match also {
+            Some((at, other)) => self
+                .memory
+                .read_many(&mut [(addr + lo as u64, &mut buf[..]), (at, other)])?,
+            None => self.memory.read(addr + lo as u64, &mut buf)?,
+        }
         let word = |off: usize| {
             let at = off - lo;
             u64::from_le_bytes(buf[at..at + 8].try_into().unwrap())
