@@ -276,3 +276,33 @@ fn a_code_object_made_where_a_freed_one_was_is_read_anew() {
     put_str(r.memory_mut(), &o, leaf + 0x700, "other");
     assert_eq!(names(&r.stack(42, Some(STACK)))[0][0].0, "other");
 }
+
+/// A memory that counts its calls (each `read_many` one, as one system call).
+struct Counting(FakeMemory, std::cell::Cell<usize>);
+
+impl crate::Memory for Counting {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), crate::PythonError> {
+        self.1.set(self.1.get() + 1);
+        self.0.read(addr, buf)
+    }
+
+    fn read_many(&self, requests: &mut [(u64, &mut [u8])]) -> Result<(), crate::PythonError> {
+        self.1.set(self.1.get() + 1);
+        requests
+            .iter_mut()
+            .try_for_each(|(addr, buf)| self.0.read(*addr, buf))
+    }
+}
+
+#[test]
+fn a_cached_chain_is_read_in_one_call_per_frame() {
+    let (m, o) = memory_312(CODE_TYPE);
+    let mut r = Reader::new(Counting(m, std::cell::Cell::new(0)), layout(o));
+    let first = r.stack(42, Some(STACK));
+    r.memory_mut().1.set(0);
+    assert_eq!(r.stack(42, Some(STACK)), first);
+    // Thread state (3), its frame and C frame (2), then one call per frame
+    // (5, with the two shims): each cached code object's identity comes
+    // with the next frame.
+    assert_eq!(r.memory_mut().1.get(), 10);
+}
