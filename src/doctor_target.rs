@@ -8,6 +8,7 @@ use std::process::Command;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use stoke_model::{MappingKind, Pid};
+use stoke_sample::procfs::Follow;
 use stoke_symbolize::{inspect_module, ModuleFacts};
 
 use crate::doctor::{check, Check, DoctorArgs, Status};
@@ -161,7 +162,10 @@ fn resolve_program(name: &Path) -> Option<PathBuf> {
 fn script_interpreter(program: &Path) -> Option<PathBuf> {
     use std::io::Read;
     let mut head = [0u8; 256];
-    let n = std::fs::File::open(program).ok()?.read(&mut head).ok()?;
+    let n = stoke_sample::procfs::open_regular(program, Follow::Yes)
+        .ok()?
+        .read(&mut head)
+        .ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
     let line = String::from_utf8_lossy(line.split(|&b| b == b'\n').next()?).into_owned();
     let mut words = line.split_whitespace();
@@ -206,7 +210,8 @@ fn command_binaries(program: &OsString) -> anyhow::Result<(Vec<Binary>, Option<P
     let binaries = paths
         .into_iter()
         .filter_map(|named| {
-            let file = std::fs::File::open(&named).ok()?;
+            // The checked opener: a FIFO or device at the path is refused.
+            let file = stoke_sample::procfs::open_regular(&named, Follow::Yes).ok()?;
             Some(Binary {
                 named,
                 file,

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 mod address;
+pub mod file;
 pub mod layout;
 mod mapping;
 mod regs;

@@ -35,9 +35,10 @@ pub(crate) struct ElfPython {
 /// The most read of a file that may hold an interpreter.
 const MAX_FILE: u64 = 1 << 30;
 
-/// Opens a file in the target's namespace for reading; the caller's opener
-/// must never block (a FIFO planted at the path) and refuse what is not a
-/// regular file.
+/// Opens a file the target has mapped, by its path as the target sees it
+/// (in `/proc/PID/maps`): the caller's opener must find it in the target's
+/// namespace, check it is the file mapped, never block (a FIFO planted at
+/// the path) and refuse what is not a regular file.
 pub type OpenFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<fs::File>;
 
 /// Finds a CPython 3.8 to 3.13 in process `pid`, opening its files with
@@ -76,9 +77,7 @@ pub fn detect(pid: i32, open: OpenFile<'_>) -> Result<Option<Interpreter>, Pytho
     }
     let memory = ProcessMemory::new(pid);
     for (path, start) in candidates {
-        let in_root =
-            Path::new(&format!("/proc/{pid}/root")).join(path.strip_prefix("/").unwrap_or(&path));
-        let Ok(file) = open(&in_root) else {
+        let Ok(file) = open(&path) else {
             continue;
         };
         // Only the parts parsed are read (headers, symbol tables and, for

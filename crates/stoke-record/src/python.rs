@@ -150,7 +150,7 @@ impl PythonFrames {
         }
         let mut interpreters = lock(&self.interpreters);
         let interp = interpreters.entry(sample.pid).or_insert_with(|| {
-            match stoke_python::detect(sample.pid.0 as i32, &open_target_file) {
+            match stoke_python::detect(sample.pid.0 as i32, &|p| open_target_file(sample.pid, p)) {
                 Ok(found) => found,
                 // Gone before it could be looked at: nothing to say.
                 Err(_) if !Path::new(&format!("/proc/{}", sample.pid)).exists() => None,
@@ -264,13 +264,15 @@ pub(crate) struct PythonTarget {
 /// or a command named `python…`, or a script whose `#!` line names it).
 pub(crate) fn looks_like_python(target: &Target) -> PythonTarget {
     match target {
-        Target::Pid(pid) => match stoke_python::detect(pid.0 as i32, &open_target_file) {
-            Ok(Some(interpreter)) => PythonTarget {
-                likely: true,
-                found: Some((*pid, interpreter)),
-            },
-            _ => PythonTarget::default(),
-        },
+        Target::Pid(pid) => {
+            match stoke_python::detect(pid.0 as i32, &|p| open_target_file(*pid, p)) {
+                Ok(Some(interpreter)) => PythonTarget {
+                    likely: true,
+                    found: Some((*pid, interpreter)),
+                },
+                _ => PythonTarget::default(),
+            }
+        }
         // Waking for every sample of every process would cost too much.
         Target::System { .. } => PythonTarget::default(),
         Target::Command(spec) => {
@@ -299,10 +301,17 @@ pub(crate) fn looks_like_python(target: &Target) -> PythonTarget {
     }
 }
 
-/// Opens a file the target names without blocking and only if it is a
-/// regular file (never a FIFO or device planted at its path).
-fn open_target_file(path: &Path) -> std::io::Result<std::fs::File> {
-    stoke_sample::procfs::open_regular(path, stoke_sample::procfs::Follow::No)
+/// Opens a file process `pid` has mapped with the module store's checked
+/// opener ([`stoke_sample::procfs::open_mapped_file`]: through the target's
+/// root, checked against the mapping's device and inode, else its
+/// `map_files` link; never blocking, regular files only).
+fn open_target_file(pid: Pid, path: &Path) -> std::io::Result<std::fs::File> {
+    let mappings = stoke_sample::procfs::executable_mappings(pid).map_err(std::io::Error::other)?;
+    let mapping = mappings
+        .iter()
+        .find(|m| matches!(&m.kind, MappingKind::File(p) if p == path))
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
+    stoke_sample::procfs::open_mapped_file(pid, mapping).map_err(std::io::Error::other)
 }
 
 /// The name of a Python frame: `qualname (file.py:line)`, the file's name only.

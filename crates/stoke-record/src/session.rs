@@ -206,8 +206,6 @@ impl Session {
             aggregator.merge_threads();
         }
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
-        // Debug files in the target's view, opened as its binaries are.
-        symbolizer.open_files_with(crate::store::open_beside);
         // Its perf map may be read after it exited: trust its owner's.
         symbolizer.remember_owner(sampler.target());
         if options.sampler.kernel {

@@ -16,9 +16,7 @@
 //! as a [`ModuleUnavailable`] value (and its stacks and frames say so).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use memmap2::Mmap;
@@ -98,14 +96,6 @@ impl ModuleStore {
         self.images.insert(key, loaded.clone());
         loaded
     }
-}
-
-/// Opens a file that a module names beside itself (its separate debug
-/// files, possibly inside the target's root): as every file in a target's
-/// namespace, without blocking and only if it is a regular file. Symlinks
-/// are followed (`/usr/lib/debug/.build-id/` is made of them).
-pub(crate) fn open_beside(path: &Path) -> io::Result<File> {
-    stoke_sample::procfs::open_regular(path, stoke_sample::procfs::Follow::Yes)
 }
 
 fn load(pid: Pid, mapping: &Mapping, facts: &mut dyn ProcessFacts) -> Loaded {

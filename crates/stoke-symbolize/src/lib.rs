@@ -16,8 +16,9 @@
 //!   checked to be the mapped file) and hands its mapping
 //!   ([`ModuleRequest::map`]), the same bytes the unwinder read. Separate
 //!   debug files are looked up beside it and under the target's root
-//!   ([`ModuleRequest::root`]) and opened with the caller's opener
-//!   ([`Symbolizer::open_files_with`]).
+//!   ([`ModuleRequest::root`]) and opened with the one checked opener
+//!   ([`stoke_model::file::open_regular`]) unless the caller installs
+//!   another ([`Symbolizer::open_files_with`]).
 //! - Addresses map to the ELF's own addresses by the one layout rule the
 //!   unwinder uses too ([`stoke_model::layout`]).
 //! - Addresses are file offsets (`avma - mapping start + pgoff`).
@@ -159,10 +160,12 @@ pub enum Symbolized {
 /// given by path only ([`Symbolizer::open_files_with`]).
 pub type FileOpener = fn(&Path) -> std::io::Result<File>;
 
-/// The default [`FileOpener`]: a plain read-only open, for files stoke's
-/// own user names (debug candidates are checked to be regular files first).
+/// The default [`FileOpener`]: the checked opener every file a target
+/// names goes through ([`stoke_model::file::open_regular`]: non-blocking,
+/// regular files only), following symlinks (`/usr/lib/debug/.build-id/`
+/// is made of them).
 pub(crate) fn open_file(path: &Path) -> std::io::Result<File> {
-    File::open(path)
+    stoke_model::file::open_regular(path, stoke_model::file::Follow::Yes)
 }
 
 /// A module to symbolize addresses in.
