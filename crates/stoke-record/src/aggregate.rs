@@ -57,6 +57,8 @@ pub struct Aggregator {
     counts: FastMap<(ThreadId, StackId), u64>,
     unwinder: DwarfUnwinder,
     samples: u64,
+    /// Samples that carried kernel frames.
+    kernel_samples: u64,
     lost: u64,
     truncated: HashMap<TruncationReason, u64>,
     stack_limit_hits: u64,
@@ -104,6 +106,7 @@ impl Aggregator {
             unwinder: DwarfUnwinder::new(unwind),
             user_scratch: Vec::new(),
             samples: 0,
+            kernel_samples: 0,
             lost: 0,
             truncated: HashMap::new(),
             stack_limit_hits: 0,
@@ -273,6 +276,11 @@ impl Aggregator {
         self.samples
     }
 
+    /// Samples with kernel frames counted so far.
+    pub fn kernel_samples(&self) -> u64 {
+        self.kernel_samples
+    }
+
     /// Distinct (thread, stack) pairs so far.
     pub fn distinct_stacks(&self) -> usize {
         self.counts.len()
@@ -343,6 +351,9 @@ impl Aggregator {
         self.samples += 1;
         let mut frames = std::mem::take(&mut self.scratch);
         frames.clear();
+        if !sample.kernel_stack.is_empty() {
+            self.kernel_samples += 1;
+        }
         for (i, &addr) in sample.kernel_stack.iter().enumerate() {
             frames.push(RawFrame::Kernel(frame_address(i, addr)));
         }

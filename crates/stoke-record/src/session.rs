@@ -144,6 +144,9 @@ pub struct Session {
     command: String,
     aggregator: Aggregator,
     symbolizer: Symbolizer,
+    /// Whether kernel symbols are being read ahead (or will be read by a
+    /// live view's namer): started at the first kernel frame, not before.
+    kernel_prefetched: bool,
 }
 
 impl Session {
@@ -208,9 +211,10 @@ impl Session {
         let mut symbolizer = Symbolizer::new(options.symbolize.clone());
         // Its perf map may be read after it exited: trust its owner's.
         symbolizer.remember_owner(sampler.target());
-        if options.sampler.kernel {
-            symbolizer.prefetch_kernel();
-        }
+        // Kernel symbols are read ahead once a sample has a kernel frame
+        // (see `poll`): a target that stays in user space never pays for
+        // `/proc/kallsyms` (about half of stoke's fixed cost).
+        let kernel_prefetched = !options.sampler.kernel;
         Ok(Session {
             sampler,
             child,
@@ -220,6 +224,7 @@ impl Session {
             command,
             aggregator,
             symbolizer,
+            kernel_prefetched,
         })
     }
 
@@ -329,6 +334,8 @@ impl Session {
     /// [`Session::end`], whose final naming then reuses what it parsed.
     pub fn live_namer(&mut self) -> LiveNamer {
         let fresh = Symbolizer::new(self.options.symbolize.clone());
+        // The namer reads kernel symbols when it first needs them.
+        self.kernel_prefetched = true;
         LiveNamer::new(std::mem::replace(&mut self.symbolizer, fresh))
     }
 
@@ -400,7 +407,12 @@ impl Session {
         timeout: Option<Duration>,
     ) -> Result<stoke_sample::PollOutcome, RecordError> {
         let aggregator = &mut self.aggregator;
-        Ok(self.sampler.poll(timeout, &mut |e| aggregator.handle(e))?)
+        let outcome = self.sampler.poll(timeout, &mut |e| aggregator.handle(e))?;
+        if !self.kernel_prefetched && self.aggregator.kernel_samples() > 0 {
+            self.kernel_prefetched = true;
+            self.symbolizer.prefetch_kernel();
+        }
+        Ok(outcome)
     }
 
     /// After a stop request, a launched command gets the signal stoke got
