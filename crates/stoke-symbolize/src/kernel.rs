@@ -168,7 +168,7 @@ impl KernelSymbols {
             }
             let used = chunk.len();
             let mut rest = chunk;
-            while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            while let Some(end) = memchr::memchr(b'\n', rest) {
                 let (line, after) = rest.split_at(end + 1);
                 rest = after;
                 count += 1;
@@ -234,7 +234,7 @@ impl KernelSymbols {
 /// The address and name of a text symbol's line (`t`, `T`, `w`, `W`, with
 /// a non-zero address): `ADDRESS TYPE NAME[\t[MODULE]]\n`.
 fn text_symbol(line: &[u8]) -> Option<(u64, &str)> {
-    let space = line.iter().position(|&b| b == b' ')?;
+    let space = memchr::memchr(b' ', line)?;
     let (address, rest) = line.split_at(space);
     let [b' ', kind, b' ', rest @ ..] = rest else {
         return None;
