@@ -94,7 +94,15 @@ pub struct Reader<M> {
     layout: Layout,
     format: LineFormat,
     codes: HashMap<u64, Option<Arc<Code>>>,
+    /// Each thread's state (3.11 and later, found by native thread id) and
+    /// how many reads have trusted it since the list was last walked.
+    tstates: HashMap<u32, (u64, u32)>,
 }
+
+/// How many reads trust a thread's cached state (checked by one read of its
+/// native thread id) before the interpreter's thread list is walked again:
+/// a state freed and its memory not yet reused would still show the id.
+const TSTATE_TRUSTED_READS: u32 = 64;
 
 impl<M: Memory> Reader<M> {
     /// A reader of the process behind `memory`.
@@ -105,6 +113,7 @@ impl<M: Memory> Reader<M> {
             layout,
             format,
             codes: HashMap::new(),
+            tstates: HashMap::new(),
         }
     }
 
@@ -156,7 +165,7 @@ impl<M: Memory> Reader<M> {
         sp: Option<u64>,
         copy: &[u8],
     ) -> Result<PyStack, PythonError> {
-        let Some(tstate) = self.thread_state(tid, sp)? else {
+        let Some(tstate) = self.cached_thread_state(tid, sp)? else {
             return Ok(PyStack::NoThread);
         };
         let o = self.layout.offsets;
@@ -381,6 +390,39 @@ impl<M: Memory> Reader<M> {
             cframe = previous;
         }
         Ok(Some(PyStack::Stale))
+    }
+
+    /// [`Reader::thread_state`], remembered per thread from 3.11: one read
+    /// (its native thread id still `tid`) instead of a walk of the list.
+    fn cached_thread_state(
+        &mut self,
+        tid: u32,
+        sp: Option<u64>,
+    ) -> Result<Option<u64>, PythonError> {
+        let Some(native) = self.layout.offsets.tstate_native_thread_id else {
+            return self.thread_state(tid, sp);
+        };
+        if let Some((tstate, reads)) = self.tstates.get_mut(&tid) {
+            if *reads < TSTATE_TRUSTED_READS
+                && read_u64(&self.memory, *tstate + native as u64).ok() == Some(u64::from(tid))
+            {
+                *reads += 1;
+                return Ok(Some(*tstate));
+            }
+        }
+        let found = self.thread_state(tid, sp)?;
+        match found {
+            Some(tstate) => {
+                if self.tstates.len() >= MAX_THREADS {
+                    self.tstates.clear();
+                }
+                self.tstates.insert(tid, (tstate, 0));
+            }
+            None => {
+                self.tstates.remove(&tid);
+            }
+        }
+        Ok(found)
     }
 
     /// The thread state of `tid`: by native thread id from 3.11; before,
