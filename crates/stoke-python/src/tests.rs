@@ -301,8 +301,27 @@ fn a_cached_chain_is_read_in_one_call_per_frame() {
     let first = r.stack(42, Some(STACK));
     r.memory_mut().1.set(0);
     assert_eq!(r.stack(42, Some(STACK)), first);
-    // Thread state (3), its frame and C frame (2), then one call per frame
-    // (5, with the two shims): each cached code object's identity comes
-    // with the next frame.
-    assert_eq!(r.memory_mut().1.get(), 10);
+    // The remembered thread state checked by its thread id (1), its frame
+    // and C frame (2), then one call per frame (5, with the two shims):
+    // each cached code object's identity comes with the next frame.
+    assert_eq!(r.memory_mut().1.get(), 8);
+}
+
+#[test]
+fn a_thread_state_is_remembered_until_its_thread_id_changes() {
+    let (m, o) = memory_312(CODE_TYPE);
+    let mut r = Reader::new(m, layout(o));
+    let first = r.stack(42, Some(STACK));
+    // The interpreter's thread list is no longer read: the state found
+    // before is used, checked by its thread id.
+    r.memory_mut()
+        .put_u64(RUNTIME + o.runtime_interpreters_head as u64, 0);
+    assert_eq!(r.stack(42, Some(STACK)), first);
+    // Its memory now holds another thread's state: looked for anew.
+    r.memory_mut()
+        .put_u64(RUNTIME + o.runtime_interpreters_head as u64, INTERP);
+    r.memory_mut()
+        .put_u64(TSTATE + o.tstate_native_thread_id.unwrap() as u64, 43);
+    assert_eq!(r.stack(42, Some(STACK)), PyStack::NoThread);
+    assert_eq!(r.stack(43, Some(STACK)), first);
 }
