@@ -48,8 +48,9 @@ pub enum RawFrame {
     /// The root-most frame of every off-CPU stack: [`OFF_CPU_FRAME`].
     OffCpu,
     /// The leaf of a stack a thread blocked with (perf events):
-    /// `[blocked: NAME]`, NAME the system call (or kernel function) it
-    /// waited in, found from the stack's named frames.
+    /// `[blocked: NAME]`, NAME the system call it waited in and, with
+    /// kernel frames, the kernel function that blocked (`read in
+    /// pipe_read`), found from the stack's named frames.
     Blocked,
     /// The leaf of a stack a thread was preempted with and waited on the
     /// run queue: [`RUNNABLE_FRAME`].

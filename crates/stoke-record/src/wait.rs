@@ -1,9 +1,11 @@
 //! Naming what a blocked thread waited in, from the frames of its stack.
 //!
 //! With kernel frames, the system call is the kernel's entry function for
-//! it (`__x64_sys_read` or `ksys_read` → `read`); a wait outside a system call (a page
-//! fault) is named by the innermost kernel function that is not the
-//! scheduler's. Without kernel frames, the user-space leaf names it: the
+//! it (`__x64_sys_read` or `ksys_read` → `read`), followed by the kernel
+//! function that blocked: the innermost kernel frame that is not the
+//! scheduler's (`schedule`, `schedule_timeout`, …), as `read in pipe_read`.
+//! A wait outside a system call (a page fault) is named by that kernel
+//! function alone. Without kernel frames, the user-space leaf names it: the
 //! C library's wrapper (`__GI___libc_read` → `read`).
 
 use stoke_profile::{FrameId, FrameKind, Profile};
@@ -33,22 +35,42 @@ pub(crate) fn blocked_name(profile: &Profile, root_first: &[FrameId]) -> String 
 fn wait_name(profile: &Profile, root_first: &[FrameId]) -> Option<String> {
     let frames: Vec<_> = root_first.iter().map(|&id| profile.frame(id)).collect();
     let kernel = || frames.iter().filter(|f| f.kind == FrameKind::Kernel);
-    if let Some(name) = kernel().find_map(|f| {
-        SYSCALL_ENTRY
-            .iter()
-            .find_map(|p| f.name.strip_prefix(p))
-            .filter(|n| !n.is_empty())
-    }) {
-        return Some(name.to_string());
-    }
-    if let Some(f) = kernel().rev().find(|f| !is_scheduler(&f.name)) {
-        return Some(f.name.clone());
+    let call = kernel().find_map(|f| syscall_of(&f.name));
+    let waiter = kernel()
+        .rev()
+        .find(|f| !is_scheduler(&f.name))
+        .map(|f| f.name.as_str())
+        .filter(|n| !is_entry(n));
+    match (call, waiter) {
+        (Some(call), Some(waiter)) => return Some(format!("{call} in {waiter}")),
+        (Some(call), None) => return Some(call.to_string()),
+        (None, Some(waiter)) => return Some(waiter.to_string()),
+        (None, None) => {}
     }
     let user = frames
         .iter()
         .rev()
         .find(|f| matches!(f.kind, FrameKind::User | FrameKind::Inline))?;
     Some(wrapped_call(&user.name))
+}
+
+/// The system call a kernel entry function is for (`__x64_sys_read` →
+/// `read`).
+fn syscall_of(name: &str) -> Option<&str> {
+    SYSCALL_ENTRY
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .filter(|n| !n.is_empty())
+}
+
+/// Whether a kernel function is system-call or exception entry, which
+/// names no wait of its own.
+fn is_entry(name: &str) -> bool {
+    syscall_of(name).is_some()
+        || name.starts_with("entry_")
+        || name.starts_with("do_syscall_")
+        || name.starts_with("asm_")
+        || name.starts_with("x64_sys_call")
 }
 
 /// Whether a kernel function is part of switching, not of what waited.
@@ -100,7 +122,26 @@ mod tests {
             ("schedule", Kernel),
             ("__schedule", Kernel),
         ];
-        assert_eq!(name(&stack), "[blocked: read]");
+        assert_eq!(name(&stack), "[blocked: read in pipe_read]");
+        let sleep = [
+            ("main", User),
+            ("entry_SYSCALL_64_after_hwframe", Kernel),
+            ("do_syscall_64", Kernel),
+            ("__x64_sys_clock_nanosleep", Kernel),
+            ("common_nsleep", Kernel),
+            ("hrtimer_nanosleep", Kernel),
+            ("do_nanosleep", Kernel),
+            ("schedule", Kernel),
+            ("__schedule", Kernel),
+        ];
+        assert_eq!(name(&sleep), "[blocked: clock_nanosleep in do_nanosleep]");
+        let pause = [
+            ("main", User),
+            ("do_syscall_64", Kernel),
+            ("__x64_sys_pause", Kernel),
+            ("schedule", Kernel),
+        ];
+        assert_eq!(name(&pause), "[blocked: pause]");
         let fault = [
             ("main", User),
             ("asm_exc_page_fault", Kernel),
