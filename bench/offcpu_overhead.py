@@ -2,7 +2,7 @@
 """Target slowdown under wall-clock profiling: stoke on perf events, stoke
 on ptrace, and perf's own off-CPU recipe.
 
-    python3 bench/offcpu_overhead.py [--rounds N] [--json out.json]
+    python3 bench/offcpu_overhead.py [--rounds N] [--json out.json] [--decompose]
 
 from the repository root (python3 standard library only; needs gcc, a
 built `target/release/stoke` (built if missing) and, for the perf row,
@@ -17,6 +17,12 @@ Each round runs, interleaved: the bare program, `stoke record --mode wall`
 with `--backend perf` and `--backend ptrace`, and
 `perf record -e sched:sched_switch -g`. Reported: the median elapsed time,
 the slowdown against the bare median, and what each recording kept.
+
+`--decompose` adds, on the ping-pong only, stoke variants that take parts
+of wall mode away, to find where its cost goes: `--mode cpu` (the clock
+event alone), `--mode off-cpu` (the context-switch event and its switch
+records alone), wall mode with `--unwind fp` (no user stack copies) and
+with `-F 99` (a tenth of the switch-out samples).
 """
 
 import argparse
@@ -33,6 +39,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOKE = os.path.join(ROOT, "target", "release", "stoke")
 WORKLOADS = [("ping-pong", ["pingpong", "200000"]), ("server", ["server", "1500"])]
 VARIANTS = ["bare", "stoke wall perf", "stoke wall ptrace", "perf sched_switch -g"]
+# --decompose: label -> stoke arguments (perf backend), ping-pong only.
+PARTS = {
+    "stoke cpu perf": ["--mode", "cpu"],
+    "stoke off-cpu perf": ["--mode", "off-cpu"],
+    "stoke wall perf fp": ["--mode", "wall", "--unwind", "fp"],
+    "stoke wall perf F99": ["--mode", "wall", "-F", "99"],
+}
 
 
 def build(tmp):
@@ -50,10 +63,12 @@ def run_once(variant, target, tmp):
     if variant == "bare":
         out = subprocess.run(target, capture_output=True, text=True, check=True).stdout
     elif variant.startswith("stoke"):
-        backend = variant.rsplit(" ", 1)[1]
+        if variant in PARTS:
+            args = ["--backend", "perf", *PARTS[variant]]
+        else:
+            args = ["--mode", "wall", "--backend", variant.rsplit(" ", 1)[1]]
         folded = os.path.join(tmp, "out.folded")
-        proc = subprocess.run([STOKE, "record", "--mode", "wall", "--backend", backend,
-                               "-o", folded, "--", *target],
+        proc = subprocess.run([STOKE, "record", *args, "-o", folded, "--", *target],
                               capture_output=True, text=True, check=True)
         out = proc.stdout
         m = re.search(r"stoke: ([0-9,]+) samples, ([0-9,]+) lost", proc.stderr)
@@ -77,26 +92,36 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json")
+    parser.add_argument("--decompose", action="store_true",
+                        help="also time parts of wall mode on the ping-pong")
     args = parser.parse_args()
     variants = [v for v in VARIANTS if not v.startswith("perf") or shutil.which("perf")]
+    if args.decompose:
+        variants += list(PARTS)
     with tempfile.TemporaryDirectory() as tmp:
         binary = build(tmp)
         results = {}
+        loads = []
         for _ in range(args.rounds):
+            loads.append(float(open("/proc/loadavg").read().split()[0]))
             for label, argv in WORKLOADS:
                 for variant in variants:
+                    if variant in PARTS and label != "ping-pong":
+                        continue
                     elapsed, kept = run_once(variant, [binary, *argv], tmp)
                     cell = results.setdefault((label, variant), {"elapsed": [], "kept": []})
                     if elapsed is not None:
                         cell["elapsed"].append(elapsed)
                     cell["kept"].append(kept)
-    load = open("/proc/loadavg").read().split()[0]
+    load = f"{statistics.median(loads):.1f} (rounds' {min(loads):.1f}-{max(loads):.1f})"
     print(f"switches, {args.rounds} rounds, median; {os.cpu_count()} CPUs, load {load}")
     print(f"{'workload':<10} {'profiler':<22} {'elapsed s':>10} {'slowdown':>9}  kept (last round)")
     table = []
     for label, _ in WORKLOADS:
         bare = statistics.median(results[(label, "bare")]["elapsed"])
         for variant in variants:
+            if (label, variant) not in results:
+                continue
             cell = results[(label, variant)]
             if not cell["elapsed"]:
                 print(f"{label:<10} {variant:<22} {'failed':>10}  {cell['kept'][-1]}")
