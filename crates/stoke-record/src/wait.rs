@@ -142,6 +142,17 @@ mod tests {
             ("schedule", Kernel),
         ];
         assert_eq!(name(&pause), "[blocked: pause]");
+        let lock = [
+            ("pthread_cond_wait", User),
+            ("do_syscall_64", Kernel),
+            ("__x64_sys_futex", Kernel),
+            ("do_futex", Kernel),
+            ("futex_wait", Kernel),
+            ("__futex_wait", Kernel),
+            ("futex_do_wait", Kernel),
+            ("schedule", Kernel),
+        ];
+        assert_eq!(name(&lock), "[blocked: futex in futex_do_wait]");
         let fault = [
             ("main", User),
             ("asm_exc_page_fault", Kernel),

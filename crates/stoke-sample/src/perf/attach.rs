@@ -120,7 +120,7 @@ pub(crate) fn attach(pid: Pid, options: &SamplerOptions) -> Result<PerfSampler, 
         cpus.len(),
         page_size(),
     );
-    super::switch::wake_sooner(&mut size, options);
+    super::switch::wake_sooner(&mut size, options, cpus.len());
     if options.wake_each_sample {
         size.watermark = 1;
     }

@@ -22,7 +22,7 @@ const SAMPLE_FIXED_BYTES: u64 = 8 * 8;
 const STACK_SAMPLE_EXTRA: u64 = 8 * (17 + 3);
 /// Memory all ring buffers together may take before per-CPU buffers shrink
 /// (they never shrink below the caller's hint).
-const TOTAL_BUDGET_BYTES: u64 = 512 << 20;
+pub(crate) const TOTAL_BUDGET_BYTES: u64 = 512 << 20;
 
 /// The chosen ring-buffer geometry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ use std::os::fd::OwnedFd;
 use super::open::{paranoid_level, Opener};
 use super::record::{self, Layout};
 use super::sampler::CpuRing;
-use super::sizing::RingSize;
+use super::sizing::{RingSize, TOTAL_BUDGET_BYTES};
 use crate::sys::ring::page_size;
 use stoke_model::{Pid, Tid};
 
@@ -50,13 +50,38 @@ pub(crate) fn records_rate(options: &SamplerOptions) -> u32 {
     }
 }
 
-/// In the off-CPU modes, wakes the reader four times as often: switch
-/// records come in bursts (a ping-pong fills a buffer in milliseconds) and
-/// a record lost is an interval lost.
-pub(crate) fn wake_sooner(size: &mut RingSize, options: &SamplerOptions) {
-    if options.mode.samples_off_cpu() {
-        size.watermark = (size.watermark / 4).max(page_size() as u32);
+/// Bytes a CPU's ring buffer holds at least in the off-CPU modes: switch
+/// records do not shrink with the stack capture, and without stack copies
+/// (`--unwind fp`) a buffer sized for the samples alone is a few hundred
+/// KiB, which a ping-pong's ~800,000 records a second (~40 MB) fill in
+/// milliseconds.
+const OFF_CPU_MIN_RING_BYTES: u64 = 4 << 20;
+
+/// In the off-CPU modes, gives each of `cpus` buffers at least
+/// [`OFF_CPU_MIN_RING_BYTES`] (within the memory budget) and wakes the
+/// reader four times as often, at a sixteenth of the buffer: switch records
+/// come in bursts (a ping-pong fills a buffer in milliseconds) and a record
+/// lost is an interval lost.
+pub(crate) fn wake_sooner(size: &mut RingSize, options: &SamplerOptions, cpus: usize) {
+    if !options.mode.samples_off_cpu() {
+        return;
     }
+    let page = page_size().max(1) as u64;
+    let budget = TOTAL_BUDGET_BYTES / (cpus.max(1) as u64);
+    let floor = (OFF_CPU_MIN_RING_BYTES.min(budget) / page).max(1);
+    let floor = if floor.is_power_of_two() {
+        floor
+    } else {
+        floor.next_power_of_two() / 2
+    };
+    size.data_pages = size.data_pages.max(floor as usize);
+    let bytes = size.data_pages as u64 * page;
+    let watermark = u64::from(size.watermark / 4)
+        .max(bytes / 16)
+        .min(bytes / 4)
+        .max(page)
+        .min(u64::from(u32::MAX));
+    size.watermark = watermark as u32;
 }
 
 /// Refuses the off-CPU modes where the kernel would drop every
@@ -245,5 +270,34 @@ mod tests {
             }
         }
         assert!(record::parse(&layout, &switch_record(0)[..20]).is_none());
+    }
+
+    #[test]
+    fn off_cpu_buffers_hold_switch_records_without_stack_copies() {
+        let page = page_size();
+        let small = RingSize {
+            data_pages: 64,
+            watermark: 14 << 10,
+        };
+        let mut cpu = small;
+        wake_sooner(&mut cpu, &SamplerOptions::default(), 2);
+        assert_eq!(cpu, small, "CPU mode keeps its buffers");
+        let wall = SamplerOptions {
+            mode: SampleMode::Wall,
+            ..SamplerOptions::default()
+        };
+        let mut size = small;
+        wake_sooner(&mut size, &wall, 2);
+        let bytes = (size.data_pages * page) as u64;
+        assert!(bytes >= OFF_CPU_MIN_RING_BYTES, "{size:?}");
+        assert!(size.data_pages.is_power_of_two());
+        assert_eq!(u64::from(size.watermark), bytes / 16);
+        // Within the memory budget however many CPUs.
+        let mut many = RingSize {
+            data_pages: 1,
+            watermark: page as u32,
+        };
+        wake_sooner(&mut many, &wall, 1 << 20);
+        assert!((many.data_pages * page) as u64 <= (TOTAL_BUDGET_BYTES >> 20).max(page as u64));
     }
 }
