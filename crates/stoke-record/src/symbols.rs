@@ -233,6 +233,15 @@ fn run_jobs(mut symbolizer: Symbolizer, jobs: &[Job], sender: &mpsc::Sender<Name
             std::thread::sleep(pause);
         }
         let results = run_job(&mut symbolizer, job);
+        // Each module is one job: once named, its parsed tables and its
+        // file's pages leave stoke's memory, so that naming a whole
+        // machine's modules peaks at the largest one, not at their sum.
+        if let Job::Module(_, info, _) = job {
+            symbolizer.forget_modules();
+            if let Some(map) = info.image.as_ref().and_then(|image| image.map()) {
+                stoke_symbolize::release_pages(&map);
+            }
+        }
         if sender.send(Named::Job(i, results)).is_err() {
             return;
         }

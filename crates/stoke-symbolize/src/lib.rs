@@ -63,7 +63,7 @@ pub use crate::inspect::{inspect_module, ModuleFacts};
 use crate::jit::{JitMap, MapError, Stamp};
 use crate::kernel::Kernel;
 use crate::module::{Module, ModuleSource};
-pub use crate::sys::map_file;
+pub use crate::sys::{map_file, release_pages};
 pub use crate::vdso::own_image as own_vdso_image;
 
 /// Options of a [`Symbolizer`].
@@ -400,6 +400,18 @@ impl Symbolizer {
     /// (refused perf maps, replaced binaries, broken debug info).
     pub fn warnings(&self) -> Vec<String> {
         self.warnings.clone()
+    }
+
+    /// Drops every parsed module (symbol tables, debug info, the debug
+    /// files it mapped), keeping kernel and JIT symbols. For a caller that
+    /// names each module once, in turn: memory then peaks at the largest
+    /// module, not at the sum of all. A module asked for again is parsed
+    /// again.
+    pub fn forget_modules(&mut self) {
+        self.modules.clear();
+        self.by_file.clear();
+        self.by_map.clear();
+        self.by_build_id.clear();
     }
 
     fn warn(&mut self, message: String) {

@@ -36,6 +36,19 @@ pub fn map_file(file: &File) -> io::Result<Arc<Mmap>> {
     Ok(Arc::new(map))
 }
 
+/// Drops the pages of `map` from stoke's memory (they stay in the page
+/// cache): for a module whose names are all read. A later read faults them
+/// back in from the file, so this changes memory use, never contents.
+pub fn release_pages(map: &Mmap) {
+    // SAFETY: `MADV_DONTNEED` on a read-only shared file mapping discards
+    // only our page-table entries; the next access reads the same file
+    // pages again (the mapping is `MAP_SHARED`, never written), so every
+    // reference into the mapping stays valid and sees the same bytes (up to
+    // the rewritten-file risk stated in `map_file`). A failure only leaves
+    // the pages resident.
+    let _ = unsafe { map.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+}
+
 impl Bytes {
     /// Maps `file` read-only.
     pub(crate) fn map(file: &File) -> io::Result<Bytes> {

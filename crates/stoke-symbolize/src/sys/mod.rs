@@ -4,6 +4,6 @@
 mod mmap;
 mod sched;
 
-pub use mmap::map_file;
 pub(crate) use mmap::Bytes;
+pub use mmap::{map_file, release_pages};
 pub(crate) use sched::idle_priority_for_child;
