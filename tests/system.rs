@@ -215,9 +215,21 @@ fn a_cgroup_records_only_the_process_moved_into_it() {
         }
     };
     let path = cgroup.path().to_str().unwrap().to_string();
-    let (outcome, folded, _dir) = record(&["--cgroup", &path, "-d", "1.5"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pb = dir.path().join("out.pb.gz");
+    let pb_arg = pb.to_str().unwrap();
+    let (outcome, folded, _dir) = record(&["--cgroup", &path, "-d", "1.5", "-o", pb_arg]);
     let roots: Vec<&str> = folded.roots().into_iter().collect();
     assert_eq!(roots, ["cg_one"], "{}", outcome.stderr);
+    // Every sample carries the process's cgroup (as /proc/PID/cgroup names
+    // it: relative to the cgroup2 mount) as its pprof `cgroup` label.
+    let profile = stoke_profile::read_pprof(&std::fs::read(&pb).unwrap()).expect("valid pprof");
+    let name = cgroup.path().file_name().unwrap().to_str().unwrap();
+    let labelled = profile.meta.cgroups.get(&(inside.pid() as u32));
+    assert!(
+        labelled.is_some_and(|c| c.ends_with(&format!("/{name}"))),
+        "cgroup label {labelled:?}, expected one ending in /{name}"
+    );
     drop(outside);
 }
 

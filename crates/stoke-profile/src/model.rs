@@ -1,6 +1,6 @@
 //! The profile: frames, stacks, threads and counts.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +103,9 @@ pub struct Metadata {
     pub sampled: SampledTime,
     /// What time the samples stand for.
     pub clock: Clock,
+    /// The cgroup (v2 path) of each process, by pid, where known: the
+    /// `cgroup` label of its samples in pprof.
+    pub cgroups: BTreeMap<u32, String>,
 }
 
 /// What time a profile's samples stand for.

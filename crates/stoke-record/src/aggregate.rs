@@ -54,6 +54,8 @@ pub struct Aggregator {
     thread_index: HashMap<ThreadKey, ThreadId>,
     /// The current id of each live thread; dropped when its names change.
     thread_ids: FastMap<Tid, ThreadId>,
+    /// Each process's cgroup v2 path, read when its first thread is met.
+    cgroups: std::collections::BTreeMap<u32, String>,
     counts: FastMap<(ThreadId, StackId), u64>,
     unwinder: DwarfUnwinder,
     samples: u64,
@@ -102,6 +104,7 @@ impl Aggregator {
             threads: Vec::new(),
             thread_index: HashMap::new(),
             thread_ids: FastMap::default(),
+            cgroups: std::collections::BTreeMap::new(),
             counts: FastMap::default(),
             unwinder: DwarfUnwinder::new(unwind),
             user_scratch: Vec::new(),
@@ -326,6 +329,11 @@ impl Aggregator {
         self.modules.unavailable(module)
     }
 
+    /// The cgroup v2 path of each process met, by pid, where known.
+    pub fn cgroups(&self) -> &std::collections::BTreeMap<u32, String> {
+        &self.cgroups
+    }
+
     /// What was seen, for the summary.
     pub fn stats(&self) -> StackStats {
         let mut truncated: Vec<(TruncationReason, u64)> =
@@ -465,6 +473,11 @@ impl Aggregator {
             }
         }
         let facts = self.facts.as_mut();
+        if pid.0 != 0 && !self.cgroups.contains_key(&pid.0) {
+            if let Some(cgroup) = facts.cgroup(pid) {
+                self.cgroups.insert(pid.0, cgroup);
+            }
+        }
         let key = ThreadKey {
             pid,
             tid,

@@ -123,6 +123,7 @@ pub fn dump(pid: Pid, options: &DumpOptions) -> Result<Dump, RecordError> {
         truncated: 0,
         sampled: SampledTime::All,
         clock: stoke_profile::Clock::Cpu,
+        cgroups: Default::default(),
     };
     let mut warnings = Warnings::default();
     for warning in aggregator.unwind_warnings() {

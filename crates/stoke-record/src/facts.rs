@@ -40,6 +40,11 @@ pub trait ProcessFacts: Send {
     fn root_of(&mut self, _pid: Pid) -> Option<PathBuf> {
         None
     }
+
+    /// The process's cgroup v2 path (`/system.slice/x.service`), if known.
+    fn cgroup(&mut self, _pid: Pid) -> Option<String> {
+        None
+    }
 }
 
 /// Facts read from the live system's `/proc`.
@@ -69,6 +74,19 @@ impl ProcessFacts for LiveProcfs {
     fn root_of(&mut self, pid: Pid) -> Option<PathBuf> {
         Some(PathBuf::from(format!("/proc/{pid}/root")))
     }
+
+    fn cgroup(&mut self, pid: Pid) -> Option<String> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        cgroup_v2_path(&text)
+    }
+}
+
+/// The cgroup v2 path in the text of `/proc/PID/cgroup` (its `0::PATH`
+/// line); `None` on a v1-only system.
+pub(crate) fn cgroup_v2_path(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("0::"))
+        .map(str::to_string)
 }
 
 /// Facts from tables: what a test or a recorded stream says, and nothing

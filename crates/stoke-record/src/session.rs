@@ -472,6 +472,7 @@ impl Session {
                 stoke_sample::SampleMode::Wall => stoke_profile::Clock::Wall,
                 stoke_sample::SampleMode::OffCpu => stoke_profile::Clock::OffCpu,
             },
+            cgroups: self.aggregator.cgroups().clone(),
         };
         let symbolize_started = Instant::now();
         let mut warnings = Warnings::default();

@@ -224,6 +224,16 @@ impl<'a> Reader<'a> {
         Ok(thread)
     }
 
+    /// The `cgroup` label of a sample, if it has one.
+    fn cgroup(&self, labels: &[proto::Label]) -> Result<Option<String>, PprofError> {
+        for label in labels {
+            if self.string(label.key)? == "cgroup" {
+                return Ok(Some(self.string(label.str)?.to_owned()));
+            }
+        }
+        Ok(None)
+    }
+
     /// The frames of a location, outermost first.
     fn location_frames(
         &self,
@@ -346,6 +356,9 @@ impl<'a> Reader<'a> {
                 .map_err(PprofError::TooLarge)?;
             let Some(stack) = stack else { continue };
             let thread = self.thread(&sample.label)?;
+            if let Some(cgroup) = self.cgroup(&sample.label)? {
+                profile.meta.cgroups.insert(thread.pid, cgroup);
+            }
             let thread = profile.intern_thread(thread);
             profile.add_sample(thread, stack, count);
         }

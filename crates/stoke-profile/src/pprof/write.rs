@@ -151,7 +151,7 @@ impl Builder {
             .collect()
     }
 
-    fn labels(&mut self, thread: &Thread) -> Vec<proto::Label> {
+    fn labels(&mut self, thread: &Thread, cgroup: Option<&String>) -> Vec<proto::Label> {
         let mut labels = Vec::new();
         let mut text = |b: &mut Builder, key: &str, value: &Option<String>| {
             if let Some(value) = value {
@@ -164,6 +164,7 @@ impl Builder {
         };
         text(self, "process", &thread.process_name);
         text(self, "thread", &thread.thread_name);
+        text(self, "cgroup", &cgroup.cloned());
         for (key, num) in [("pid", thread.pid), ("tid", thread.tid)] {
             if num != 0 {
                 labels.push(proto::Label {
@@ -261,7 +262,8 @@ pub(crate) fn to_proto(profile: &Profile) -> proto::Profile {
         let label = match labels.get(&thread) {
             Some(l) => Vec::clone(l),
             None => {
-                let l = b.labels(profile.thread(thread));
+                let t = profile.thread(thread);
+                let l = b.labels(t, profile.meta.cgroups.get(&t.pid).filter(|_| t.pid != 0));
                 labels.insert(thread, l.clone());
                 l
             }
