@@ -215,6 +215,9 @@ impl Session {
         // (see `poll`): a target that stays in user space never pays for
         // `/proc/kallsyms` (about half of stoke's fixed cost).
         let kernel_prefetched = !options.sampler.kernel;
+        if matches!(target, Target::System { .. }) {
+            symbolizer.name_self_by_symbols();
+        }
         Ok(Session {
             sampler,
             child,

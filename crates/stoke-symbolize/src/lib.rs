@@ -213,6 +213,10 @@ pub struct Symbolizer {
     /// Owners of the targets, remembered while they ran ([`Symbolizer::remember_owner`]).
     target_owners: Vec<u32>,
     warnings: Vec<String>,
+    /// stoke's own build-id, once asked for: its binary is named by symbol
+    /// tables only ([`Symbolizer::name_self_by_symbols`]).
+    own_build_id: Option<Option<Vec<u8>>>,
+    name_self_by_symbols: bool,
 }
 
 impl Symbolizer {
@@ -230,6 +234,8 @@ impl Symbolizer {
             jit: HashMap::new(),
             target_owners: Vec::new(),
             warnings: Vec::new(),
+            own_build_id: None,
+            name_self_by_symbols: false,
         }
     }
 
@@ -402,6 +408,27 @@ impl Symbolizer {
         self.warnings.clone()
     }
 
+    /// Names stoke's own executable (met in a whole-machine recording) by
+    /// its symbol table only: its DWARF, line tables for all of stoke, would
+    /// take some 30 MB of file pages and 25 MB of parsed tables to read for
+    /// the few frames of the profiler itself.
+    pub fn name_self_by_symbols(&mut self) {
+        self.name_self_by_symbols = true;
+    }
+
+    /// Whether a module is stoke's own executable, by build-id.
+    fn is_self(&mut self, build_id: Option<&BuildId>) -> bool {
+        let Some(id) = build_id.filter(|_| self.name_self_by_symbols) else {
+            return false;
+        };
+        let own = self.own_build_id.get_or_insert_with(|| {
+            let path = Path::new("/proc/self/exe");
+            let file = std::fs::File::open(path).ok()?;
+            elf::ElfImage::open_file(path, &file).ok()?.build_id
+        });
+        own.as_deref() == Some(id.0.as_slice())
+    }
+
     /// Drops every parsed module (symbol tables, debug info, the debug
     /// files it mapped), keeping kernel and JIT symbols. For a caller that
     /// names each module once, in turn: memory then peaks at the largest
@@ -468,7 +495,9 @@ impl Symbolizer {
                 Some(id)
             }
         };
+        let symbols_only = self.is_self(request.build_id);
         let source = ModuleSource {
+            symbols_only,
             opened_path: &opened,
             target_path: request.path,
             root: request.root,

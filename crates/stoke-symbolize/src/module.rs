@@ -31,6 +31,8 @@ pub(crate) struct ModuleSource<'a> {
     pub(crate) map: Option<Arc<Mmap>>,
     /// How files (the binary when not mapped, its debug files) are opened.
     pub(crate) open: FileOpener,
+    /// Name by symbol tables only, leaving DWARF inside the binary unread.
+    pub(crate) symbols_only: bool,
 }
 
 /// A parsed module, ready for lookups.
@@ -76,7 +78,7 @@ impl Module {
         };
         let dwarf_image = match &debug {
             Some(image) => options.reads_separate_dwarf().then_some(image),
-            None => binary.has_dwarf.then_some(&binary),
+            None => (binary.has_dwarf && !source.symbols_only).then_some(&binary),
         };
         let mut warnings = Vec::new();
         let dwarf = dwarf_image.and_then(|image| {
