@@ -261,6 +261,111 @@ fn a_loop_of_short_lived_commands_is_covered_and_named() {
 }
 
 #[test]
+fn five_hundred_short_commands_are_covered_and_named() {
+    needs_per_cpu!();
+    // 500 runs of a program using 2 ms of CPU each: about 1 s of CPU in
+    // processes that each live a few milliseconds.
+    let short = c_fixture_named("cpu_split", Build::FramePointers, "scale_split");
+    let script = format!(
+        "i=0; while [ $i -lt 500 ]; do {} 0.002 > /dev/null; i=$((i+1)); done",
+        short.display()
+    );
+    let (outcome, folded, _dir) = record(&["-a", "--", "sh", "-c", &script]);
+    let mine = folded.of_process("scale_split");
+    // About 1,000 samples are due; a loaded machine stretches the runs but
+    // not their CPU time, and lost records may take some.
+    assert!(
+        mine.total() >= 400,
+        "only {} samples of the 500 short commands\n{}",
+        mine.total(),
+        outcome.stderr
+    );
+    // Each run spends a part of its 2 ms in exec and the dynamic loader
+    // (about a quarter here): most samples are in hot or cold, and nearly
+    // all name a function.
+    let in_split = mine.count(|s| s.contains("hot") || s.contains("cold"));
+    assert!(
+        in_split * 2 >= mine.total(),
+        "{in_split} of {} samples of the short commands are in hot or cold",
+        mine.total()
+    );
+    let named = mine.count(|s| s.frames.iter().skip(1).any(|f| names_a_function(f)));
+    assert!(
+        named * 10 >= mine.total() * 8,
+        "{named} of {} samples of the short commands name a function",
+        mine.total()
+    );
+}
+
+/// A frame that names a function (not `[unknown]`, a marker or `module+0x…`).
+fn names_a_function(frame: &str) -> bool {
+    !frame.starts_with('[') && !frame.contains("+0x")
+}
+
+#[test]
+fn a_parallel_make_of_a_c_project_is_covered_and_named() {
+    needs_per_cpu!();
+    // `make -j2` of eight C files: make, the gcc driver, cc1 and as, each a
+    // short-lived process, two at a time.
+    let dir = tempfile::tempdir().unwrap();
+    let mut objects = Vec::new();
+    for i in 0..8 {
+        // Enough code that each cc1 runs for a while at -O2.
+        let mut source = String::new();
+        for f in 0..150 {
+            source.push_str(&format!(
+                "int f{f}(int *a, int n) {{ int s = 0; for (int i = 0; i < n; i++) \
+                 s += a[i] * {f} + (a[i] >> 2) - (s ^ i); return s; }}\n"
+            ));
+        }
+        std::fs::write(dir.path().join(format!("m{i}.c")), source).unwrap();
+        objects.push(format!("m{i}.o"));
+    }
+    let makefile = format!(
+        "all: {objs}\n%.o: %.c\n\tgcc -O2 -c $< -o $@\n",
+        objs = objects.join(" ")
+    );
+    std::fs::write(dir.path().join("Makefile"), makefile).unwrap();
+    let project = dir.path().to_str().unwrap();
+    let (outcome, folded, _out) = record(&["-a", "--", "make", "-s", "-j2", "-C", project]);
+    for object in &objects {
+        assert!(
+            dir.path().join(object).exists(),
+            "{object} not built\n{}",
+            outcome.stderr
+        );
+    }
+    let cc1 = folded.of_process("cc1");
+    assert!(
+        cc1.total() >= 100,
+        "only {} samples of cc1; roots {:?}\n{}",
+        cc1.total(),
+        folded.roots(),
+        outcome.stderr
+    );
+    // Nearly every cc1 sample is placed in a module; cc1's local functions
+    // have no symbols (distributions strip them: `cc1+0x…`), so only part
+    // of them name a function (about two thirds here).
+    let placed = cc1.count(|s| s.frames.iter().skip(1).any(|f| !f.starts_with('[')));
+    assert!(
+        placed * 10 >= cc1.total() * 9,
+        "{placed} of {} cc1 samples are placed in a module",
+        cc1.total()
+    );
+    let named = cc1.count(|s| s.frames.iter().skip(1).any(|f| names_a_function(f)));
+    assert!(
+        named * 10 >= cc1.total() * 4,
+        "{named} of {} cc1 samples name a function",
+        cc1.total()
+    );
+    assert!(
+        folded.of_process("make").total() + folded.of_process("as").total() > 0,
+        "no make or as samples; roots {:?}",
+        folded.roots()
+    );
+}
+
+#[test]
 fn short_lived_threads_are_sampled_with_per_cpu_events() {
     needs_per_cpu!();
     // 1,000 threads a second of 0.5 ms each, for 1 s of CPU time: per-task
