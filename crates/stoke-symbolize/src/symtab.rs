@@ -84,7 +84,19 @@ impl SymbolTable {
                 .cmp(&b.address)
                 .then_with(|| a.preference().cmp(&b.preference()))
         });
-        let mut table = SymbolTable::default();
+        // Sized up front (stub names at most ~40 bytes each): grown by
+        // doubling, the two buffers peaked at up to twice their size, tens
+        // of MB for a library of 250k symbols.
+        let kept = symbols
+            .iter()
+            .enumerate()
+            .filter(|(i, sym)| *i == 0 || symbols[i - 1].address != sym.address)
+            .map(|(_, sym)| sym.name.len());
+        let (count, bytes) = kept.fold((0, 0), |(n, b), len| (n + 1, b + len));
+        let mut table = SymbolTable {
+            names: String::with_capacity(bytes + 40 * layout.stubs().len()),
+            entries: Vec::with_capacity(count + layout.stubs().len()),
+        };
         for sym in &symbols {
             if let Some(last) = table.entries.last_mut() {
                 if last.address == sym.address {
