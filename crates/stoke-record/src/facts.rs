@@ -165,3 +165,19 @@ impl ProcessFacts for ReplayFacts {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cgroup_v2_path;
+
+    #[test]
+    fn the_cgroup_v2_line_gives_the_path() {
+        let hybrid = "12:cpuset:/\n1:name=systemd:/user.slice\n0::/user.slice/session-2.scope\n";
+        assert_eq!(
+            cgroup_v2_path(hybrid).as_deref(),
+            Some("/user.slice/session-2.scope")
+        );
+        assert_eq!(cgroup_v2_path("0::/\n").as_deref(), Some("/"));
+        assert_eq!(cgroup_v2_path("3:memory:/docker/abc\n"), None);
+    }
+}
