@@ -260,9 +260,21 @@ fn a_loop_of_short_lived_commands_is_covered_and_named() {
     );
 }
 
+/// Held by the tests that load the machine with many processes
+/// (500 commands, make -j2) and by the one counting short threads' samples,
+/// so that on 2 CPUs the churn of one does not starve the other's reader.
+static CHURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn churn_lock() -> std::sync::MutexGuard<'static, ()> {
+    CHURN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[test]
 fn five_hundred_short_commands_are_covered_and_named() {
     needs_per_cpu!();
+    let _churn = churn_lock();
     // 500 runs of a program using 2 ms of CPU each: about 1 s of CPU in
     // processes that each live a few milliseconds.
     let short = c_fixture_named("cpu_split", Build::FramePointers, "scale_split");
@@ -305,6 +317,7 @@ fn names_a_function(frame: &str) -> bool {
 #[test]
 fn a_parallel_make_of_a_c_project_is_covered_and_named() {
     needs_per_cpu!();
+    let _churn = churn_lock();
     // `make -j2` of eight C files: make, the gcc driver, cc1 and as, each a
     // short-lived process, two at a time.
     let dir = tempfile::tempdir().unwrap();
@@ -368,6 +381,7 @@ fn a_parallel_make_of_a_c_project_is_covered_and_named() {
 #[test]
 fn short_lived_threads_are_sampled_with_per_cpu_events() {
     needs_per_cpu!();
+    let _churn = churn_lock();
     // 1,000 threads a second of 0.5 ms each, for 1 s of CPU time: per-task
     // events sample almost none of them; per-CPU events all.
     let fixture = c_fixture("short_threads", Build::FramePointers);
