@@ -12,7 +12,8 @@ use std::sync::{Arc, OnceLock};
 
 use stoke_model::Pid;
 
-use crate::sys::process::{self, ExecPlan};
+use crate::error::sys_error;
+use crate::sys::process::{self, ExecPlan, HoldPipes, GO_BYTE};
 use crate::{Call, SampleError};
 
 /// A command to launch: the program (looked up on PATH unless it has a `/`)
@@ -208,6 +209,57 @@ impl Child {
             what: format!("sending signal {signal} to pid {}", self.pid),
             source,
         })
+    }
+}
+
+/// A command forked and held before its exec (`sys::process::fork_held`),
+/// with the pipe that lets it go and the one its exec failure comes back
+/// on. Dropping it kills and reaps the child.
+#[derive(Debug)]
+pub(crate) struct HeldCommand {
+    child: HeldChild,
+    go: OwnedFd,
+    exec_errors: OwnedFd,
+}
+
+impl HeldCommand {
+    /// Forks `plan`'s command, held until [`HeldCommand::go`].
+    pub(crate) fn fork(plan: &ExecPlan) -> Result<HeldCommand, SampleError> {
+        let (go_read, go_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
+        let (err_read, err_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
+        let pipes = HoldPipes {
+            go_read: &go_read,
+            go_write: &go_write,
+            err_write: &err_write,
+        };
+        let child = HeldChild::new(
+            process::fork_held(plan, &pipes).map_err(sys_error(Call::Fork, "fork"))?,
+        );
+        Ok(HeldCommand {
+            child,
+            go: go_write,
+            exec_errors: err_read,
+        })
+    }
+
+    /// The pid.
+    pub(crate) fn pid(&self) -> libc::pid_t {
+        self.child.pid()
+    }
+
+    /// Lets the command exec, and says whether its exec failed. The child
+    /// is handed back still guarded: reap it on a failure, release it
+    /// otherwise.
+    pub(crate) fn go(
+        self,
+        command: &CommandSpec,
+    ) -> Result<(HeldChild, Option<SampleError>), SampleError> {
+        use std::io::Write;
+        std::fs::File::from(self.go)
+            .write_all(&[GO_BYTE])
+            .map_err(sys_error(Call::Pipe, "releasing the launched command"))?;
+        let failure = command.exec_failure(self.exec_errors)?;
+        Ok((self.child, failure))
     }
 }
 

@@ -5,9 +5,6 @@
 //! instruction after exec is sampled, and its threads, forks and execs are
 //! followed by inheritance.
 
-use std::fs::File;
-use std::io::Write;
-
 use stoke_model::Pid;
 
 use super::cpus::online_cpus;
@@ -17,9 +14,9 @@ use super::sampler::{open_rings, PerfSampler};
 use super::sizing::ring_size;
 use super::switch::SwitchIds;
 use crate::error::sys_error;
-use crate::sys::process::{self, HoldPipes, GO_BYTE};
+use crate::sys::process;
 use crate::sys::ring::page_size;
-use crate::target::HeldChild;
+use crate::target::HeldCommand;
 use crate::{Call, Child, CommandSpec, SampleError, SamplerOptions};
 
 /// See [`PerfSampler::launch`].
@@ -43,16 +40,7 @@ pub(crate) fn launch(
         size.watermark = 1;
     }
 
-    let (go_read, go_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
-    let (err_read, err_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
-    let pipes = HoldPipes {
-        go_read: &go_read,
-        go_write: &go_write,
-        err_write: &err_write,
-    };
-    let held =
-        HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error(Call::Fork, "fork"))?);
-    drop((go_read, err_write));
+    let held = HeldCommand::fork(&plan)?;
     let pid = held.pid();
 
     let mut opener = Opener::new(options, true, Pid(pid as u32));
@@ -71,10 +59,8 @@ pub(crate) fn launch(
         .try_clone()
         .map_err(sys_error(Call::Pidfd, "dup of a pidfd"))?;
 
-    File::from(go_write)
-        .write_all(&[GO_BYTE])
-        .map_err(sys_error(Call::Pipe, "releasing the launched command"))?;
-    if let Some(error) = command.exec_failure(err_read)? {
+    let (held, failure) = held.go(command)?;
+    if let Some(error) = failure {
         held.reap();
         return Err(error);
     }

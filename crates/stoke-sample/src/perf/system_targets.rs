@@ -3,8 +3,6 @@
 //! processes by name, and one launched command or attached process.
 
 use std::collections::HashSet;
-use std::fs::File;
-use std::io::Write;
 use std::os::fd::OwnedFd;
 
 use stoke_model::Pid;
@@ -13,8 +11,8 @@ use super::filter::Keep;
 use super::system::{command_clock, CpuClock, Parts, SystemSampler};
 use super::system_open::{open_cgroup, Tasks};
 use crate::error::sys_error;
-use crate::sys::process::{self, HoldPipes, GO_BYTE};
-use crate::target::HeldChild;
+use crate::sys::process;
+use crate::target::HeldCommand;
 use crate::{Call, Child, CommandSpec, SampleError, SamplerOptions, SystemScope};
 
 /// A pidfd of a process, for its exit.
@@ -182,16 +180,7 @@ fn launch_with(
 ) -> Result<(SystemSampler, Child), SampleError> {
     let path = command.resolve()?;
     let plan = command.exec_plan(&path)?;
-    let (go_read, go_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
-    let (err_read, err_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
-    let pipes = HoldPipes {
-        go_read: &go_read,
-        go_write: &go_write,
-        err_write: &err_write,
-    };
-    let held =
-        HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error(Call::Fork, "fork"))?);
-    drop((go_read, err_write));
+    let held = HeldCommand::fork(&plan)?;
     let pid = held.pid();
     let sampler_fd = process::pidfd_open(pid).map_err(sys_error(Call::Pidfd, "pidfd_open"))?;
     let child_fd = sampler_fd
@@ -201,10 +190,8 @@ fn launch_with(
     if measure {
         sampler.set_clock(command_clock(pid));
     }
-    File::from(go_write)
-        .write_all(&[GO_BYTE])
-        .map_err(sys_error(Call::Pipe, "releasing the launched command"))?;
-    if let Some(error) = command.exec_failure(err_read)? {
+    let (held, failure) = held.go(command)?;
+    if let Some(error) = failure {
         held.reap();
         return Err(error);
     }

@@ -1,7 +1,6 @@
 //! Starting a command, or attaching to a process, under ptrace.
 
-use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
@@ -12,9 +11,9 @@ use super::sampler::PtraceSampler;
 use super::tracer::Tracer;
 use crate::error::sys_error;
 use crate::perf::sampler::thread_names;
-use crate::sys::process::{self, HoldPipes, GO_BYTE};
+use crate::sys::process;
 use crate::sys::ptrace as sys;
-use crate::target::HeldChild;
+use crate::target::HeldCommand;
 use crate::{procfs, Call, Child, CommandSpec, SampleError, SamplerOptions};
 
 /// `/proc/sys/kernel/yama/ptrace_scope`, if there is one.
@@ -186,16 +185,7 @@ pub(crate) fn launch(
 ) -> Result<(PtraceSampler, Child), SampleError> {
     let path = command.resolve()?;
     let plan = command.exec_plan(&path)?;
-    let (go_read, go_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
-    let (err_read, err_write) = process::pipe().map_err(sys_error(Call::Pipe, "pipe"))?;
-    let pipes = HoldPipes {
-        go_read: &go_read,
-        go_write: &go_write,
-        err_write: &err_write,
-    };
-    let held =
-        HeldChild::new(process::fork_held(&plan, &pipes).map_err(sys_error(Call::Fork, "fork"))?);
-    drop((go_read, err_write));
+    let held = HeldCommand::fork(&plan)?;
     let pid = Pid(held.pid() as u32);
     let reaped = Arc::new(OnceLock::new());
     let mut sampler = PtraceSampler::new(Tracer::new(pid, Some(Arc::clone(&reaped))), pid, options);
@@ -207,10 +197,8 @@ pub(crate) fn launch(
     // After the fork: the command keeps stoke's nice value as it was.
     raise_sampler_priority();
 
-    File::from(go_write)
-        .write_all(&[GO_BYTE])
-        .map_err(sys_error(Call::Pipe, "releasing the launched command"))?;
-    if let Some(error) = command.exec_failure(err_read)? {
+    let (held, failure) = held.go(command)?;
+    if let Some(error) = failure {
         // The child exits at once; the tracer lets go of it first.
         drop(sampler);
         held.reap();
