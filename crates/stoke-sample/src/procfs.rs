@@ -308,7 +308,14 @@ garbage line
         std::fs::create_dir_all(&dir).unwrap();
         let copy = dir.join("sleep-copy");
         std::fs::copy("/bin/sleep", &copy).unwrap();
-        let mut child = std::process::Command::new(&copy).arg("30").spawn().unwrap();
+        // Another test's fork may still hold the copy open for writing for
+        // a moment (ETXTBSY): try again until its exec closed it.
+        let mut child = loop {
+            match std::process::Command::new(&copy).arg("30").spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => std::thread::yield_now(),
+                spawned => break spawned.unwrap(),
+            }
+        };
         let pid = Pid(child.id());
         // The exec is done once /proc shows the copy as the executable.
         let exe = loop {
