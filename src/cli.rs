@@ -329,6 +329,40 @@ fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
+impl From<Backend> for stoke_record::Backend {
+    fn from(backend: Backend) -> Self {
+        match backend {
+            Backend::Auto => stoke_record::Backend::Auto,
+            Backend::Perf => stoke_record::Backend::Perf,
+            Backend::Ptrace => stoke_record::Backend::Ptrace,
+        }
+    }
+}
+
+impl From<Python> for stoke_record::PythonMode {
+    fn from(python: Python) -> Self {
+        match python {
+            Python::Auto => stoke_record::PythonMode::Auto,
+            Python::Off => stoke_record::PythonMode::Off,
+        }
+    }
+}
+
+/// How addresses are named, from the naming flags that `record`, `top`
+/// and `dump` share.
+pub fn symbolize_options(
+    lines: bool,
+    debug_dirs: &[PathBuf],
+    debug_info: DebugInfo,
+) -> stoke_record::SymbolizeOptions {
+    stoke_record::SymbolizeOptions {
+        lines,
+        debug_dirs: debug_dirs.to_vec(),
+        separate_debug_dwarf: debug_info == DebugInfo::Full,
+        ..stoke_record::SymbolizeOptions::default()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_seconds;

@@ -50,16 +50,8 @@ pub struct DumpArgs {
 
 pub fn run(args: DumpArgs) -> anyhow::Result<ExitCode> {
     let options = DumpOptions {
-        symbolize: stoke_record::SymbolizeOptions {
-            lines: args.lines,
-            debug_dirs: args.debug_dirs.clone(),
-            separate_debug_dwarf: args.debug_info == DebugInfo::Full,
-            ..stoke_record::SymbolizeOptions::default()
-        },
-        python: match args.python {
-            Python::Auto => stoke_record::PythonMode::Auto,
-            Python::Off => stoke_record::PythonMode::Off,
-        },
+        symbolize: crate::cli::symbolize_options(args.lines, &args.debug_dirs, args.debug_info),
+        python: args.python.into(),
         ..DumpOptions::default()
     };
     let dump = stoke_record::dump(Pid(args.pid), &options)?;

@@ -11,7 +11,7 @@ use stoke_record::{
 };
 use stoke_sample::{ChildStdout, CommandSpec, SamplerOptions, StackCapture};
 
-use crate::cli::{Backend, DebugInfo, Mode, Python, RecordArgs, Unwind};
+use crate::cli::{Mode, RecordArgs, Unwind};
 use crate::output::{self, Render};
 use crate::{signals, summary};
 
@@ -62,27 +62,15 @@ pub fn run(args: RecordArgs) -> anyhow::Result<ExitCode> {
             per_cpu: !args.per_task_events,
             ..SamplerOptions::default()
         },
-        backend: match args.backend {
-            Backend::Auto => stoke_record::Backend::Auto,
-            Backend::Perf => stoke_record::Backend::Perf,
-            Backend::Ptrace => stoke_record::Backend::Ptrace,
-        },
+        backend: args.backend.into(),
         unwind,
-        python: match args.python {
-            Python::Auto => stoke_record::PythonMode::Auto,
-            Python::Off => stoke_record::PythonMode::Off,
-        },
+        python: args.python.into(),
         duration: args.duration,
         per_process: args.per_process,
         // The machine's (or many processes') threads would each keep their
         // own stack table: counted per process unless threads are asked for.
         merge_threads: matches!(target, Target::System { .. }) && !args.per_thread,
-        symbolize: stoke_record::SymbolizeOptions {
-            lines: args.lines,
-            debug_dirs: args.debug_dirs.clone(),
-            separate_debug_dwarf: args.debug_info == DebugInfo::Full,
-            ..stoke_record::SymbolizeOptions::default()
-        },
+        symbolize: crate::cli::symbolize_options(args.lines, &args.debug_dirs, args.debug_info),
     };
     if args.call_graph {
         eprintln!("stoke: note: -g is not needed: stoke always records whole stacks");

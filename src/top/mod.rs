@@ -178,23 +178,11 @@ pub fn run(args: TopArgs) -> anyhow::Result<ExitCode> {
             stack: StackCapture::RegsAndStack { size: 32768 },
             ..SamplerOptions::default()
         },
-        backend: match args.backend {
-            Backend::Auto => stoke_record::Backend::Auto,
-            Backend::Perf => stoke_record::Backend::Perf,
-            Backend::Ptrace => stoke_record::Backend::Ptrace,
-        },
+        backend: args.backend.into(),
         unwind: stoke_record::UnwindMode::Auto,
-        python: match args.python {
-            Python::Auto => stoke_record::PythonMode::Auto,
-            Python::Off => stoke_record::PythonMode::Off,
-        },
+        python: args.python.into(),
         duration: None,
-        symbolize: stoke_record::SymbolizeOptions {
-            lines: args.lines,
-            debug_dirs: args.debug_dirs.clone(),
-            separate_debug_dwarf: args.debug_info == DebugInfo::Full,
-            ..stoke_record::SymbolizeOptions::default()
-        },
+        symbolize: crate::cli::symbolize_options(args.lines, &args.debug_dirs, args.debug_info),
         per_process: false,
         merge_threads: false,
     };
