@@ -15,7 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 
 use common::{
-    c_fixture, record_command, run, stoke_path, stoke_record, Build, Folded, LiveFixture, HZ,
+    c_fixture, c_fixture_named, record_command, run, stoke_path, stoke_record, Build, Folded,
+    LiveFixture, HZ,
 };
 
 /// Time per thread, by the `name-tid` frame under the process root.
@@ -283,4 +284,111 @@ fn unprivileged_wall_mode_falls_back_to_ptrace_and_says_why() {
     assert!(why[0].contains("perf_event_paranoid"), "{outcome}");
     let folded = Folded::read(&dir.path().join("out.folded"));
     assert!(folded.count(|s| s.contains("[off-cpu]")) > 0, "{folded:?}");
+}
+
+/// Why per-CPU events (`-a`) cannot be used here, if they cannot.
+fn per_cpu_refused() -> Option<&'static str> {
+    let root = nix::unistd::geteuid().as_raw() == 0;
+    let paranoid: Option<i32> = std::fs::read_to_string("/proc/sys/kernel/perf_event_paranoid")
+        .ok()
+        .and_then(|t| t.trim().parse().ok());
+    match (root, paranoid) {
+        (true, _) | (_, Some(..=0)) => None,
+        _ => Some("per-CPU events need root or perf_event_paranoid <= 0"),
+    }
+}
+
+/// `stoke record -a --mode MODE -d 2 --per-thread` (DWARF unwinding, so
+/// that the caller of a libc wrapper without a frame pointer is seen)
+/// while the `offcpu` fixture, built as `name`, runs; its stacks.
+fn record_all_cpus(mode: &str, name: &str) -> Folded {
+    let mut cmd = Command::new(c_fixture_named("offcpu", Build::FramePointers, name));
+    cmd.arg("60");
+    let live = LiveFixture::spawn(cmd);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.folded");
+    let outcome = run(stoke_record(dir.path())
+        .args(["-F", HZ, "-a", "--mode", mode, "--unwind", "auto"])
+        .args(["--per-thread", "-d", "2", "-o"])
+        .arg(&out));
+    outcome.assert_success();
+    assert_perf_backend(&outcome.stderr);
+    common::assert_unharmed(live.pid());
+    Folded::read(&out).of_process(name)
+}
+
+#[test]
+fn all_cpus_wall_mode_names_each_threads_waits() {
+    if let Some(why) = per_cpu_refused() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let folded = record_all_cpus("wall", "offcpu_a_wall");
+    assert!(
+        folded.total() >= 1000,
+        "only {} samples\n{folded:?}",
+        folded.total()
+    );
+    // Whatever a wait's stack, each thread's time is its wall time.
+    for thread in ["offcpu_a_wall-", "reader-", "sleeper-"] {
+        let share = share_of_thread(&folded, thread);
+        assert!(
+            (share - 1.0 / 3.0).abs() <= 0.05,
+            "{thread} has {:.1} % of the process's wall-clock profile\n{folded:?}",
+            share * 100.0
+        );
+    }
+    let reader = of_thread(&folded, "reader");
+    let read = reader.share(|s| {
+        s.contains("wait_for_pipe") && s.frames.iter().any(|f| f.starts_with("[blocked: read"))
+    });
+    assert!(
+        read >= 0.8,
+        "reader: {:.1} % in [blocked: read…] under wait_for_pipe\n{reader:?}",
+        read * 100.0
+    );
+    let sleeper = of_thread(&folded, "sleeper");
+    let slept = sleeper.share(|s| {
+        s.contains("nap")
+            && s.frames
+                .iter()
+                .any(|f| f.starts_with("[blocked: ") && f.contains("nanosleep"))
+    });
+    assert!(
+        slept >= 0.8,
+        "sleeper: {:.1} % in nanosleep under nap\n{sleeper:?}",
+        slept * 100.0
+    );
+    let busy = of_thread(&folded, "offcpu_a_wall");
+    let blocked = busy.share(|s| s.contains("[off-cpu]") && !s.contains("[runnable]"));
+    assert!(
+        blocked <= 0.05,
+        "busy blocked {:.1} %\n{busy:?}",
+        blocked * 100.0
+    );
+}
+
+#[test]
+fn all_cpus_off_cpu_mode_has_no_running_stacks() {
+    if let Some(why) = per_cpu_refused() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let folded = record_all_cpus("off-cpu", "offcpu_a_off");
+    let on_cpu = folded.share(|s| !s.contains("[off-cpu]"));
+    assert_eq!(
+        on_cpu, 0.0,
+        "on-CPU stacks in an off-CPU profile\n{folded:?}"
+    );
+    for thread in ["reader", "sleeper"] {
+        let t = of_thread(&folded, thread);
+        assert!(t.total() > 0, "{thread} is missing\n{folded:?}");
+    }
+    let busy = of_thread(&folded, "offcpu_a_off");
+    let busy_blocked = busy.count(|s| !s.contains("[runnable]"));
+    assert!(
+        busy_blocked as f64 <= folded.total() as f64 * 0.02,
+        "busy blocked for {busy_blocked} of {} samples\n{busy:?}",
+        folded.total()
+    );
 }

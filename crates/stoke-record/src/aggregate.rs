@@ -163,11 +163,12 @@ impl Aggregator {
                 frames.insert(0, closed.wait.marker());
                 frames.push(RawFrame::OffCpu);
                 let stack = self.intern_stack(&frames);
-                *self
-                    .off_cpu
-                    .sampled
-                    .entry(((thread, stack), closed.wait))
-                    .or_default() += closed.ns;
+                let pool = if closed.exact {
+                    &mut self.off_cpu.exact
+                } else {
+                    &mut self.off_cpu.sampled
+                };
+                *pool.entry(((thread, stack), closed.wait)).or_default() += closed.ns;
             }
         }
     }
@@ -419,7 +420,8 @@ impl Aggregator {
         }
         if sample.switch_out {
             // Weighed when the thread comes back, by how long it was away.
-            self.intervals.sampled(sample.tid, sample.time, &frames);
+            self.intervals
+                .sampled(sample.tid, sample.time, &frames, sample.blocked_at_start);
             self.scratch = frames;
             return;
         }

@@ -13,7 +13,9 @@
 //! to their time: each sampled stack stands for the unsampled intervals as
 //! a sample stands for its period. No time is dropped: a thread with no
 //! sampled interval of a kind keeps its time under a stack of the marker
-//! alone.
+//! alone. An interval of a thread found blocked as recording started has
+//! a stack known for certain, not sampled: it keeps its own time and takes
+//! no share.
 
 use std::collections::{HashMap, HashSet};
 
@@ -52,6 +54,10 @@ pub(crate) struct Closed {
     pub(crate) wait: Wait,
     /// How long, in nanoseconds.
     pub(crate) ns: u64,
+    /// Whether its stack was known for certain (a thread found blocked as
+    /// recording started), not picked by the kernel's sampling: it takes
+    /// no share of unsampled time.
+    pub(crate) exact: bool,
 }
 
 #[derive(Debug)]
@@ -61,31 +67,33 @@ struct Open {
     since: u64,
     wait: Wait,
     frames: Option<Vec<RawFrame>>,
+    exact: bool,
 }
 
 /// Intervals being timed, per thread.
 #[derive(Debug, Default)]
 pub(crate) struct Intervals {
     /// A switch-out sample waiting for its switch record.
-    pending: HashMap<Tid, (u64, Vec<RawFrame>)>,
+    pending: HashMap<Tid, (u64, Vec<RawFrame>, bool)>,
     open: HashMap<Tid, Open>,
     /// Threads that exited: their last switch-out opens nothing.
     gone: HashSet<Tid>,
 }
 
 impl Intervals {
-    /// A stack sampled as `tid` left the CPU at `time`.
-    pub(crate) fn sampled(&mut self, tid: Tid, time: u64, frames: &[RawFrame]) {
-        self.pending.insert(tid, (time, frames.to_vec()));
+    /// A stack sampled as `tid` left the CPU at `time` (`exact`: known,
+    /// not sampled, see [`Closed::exact`]).
+    pub(crate) fn sampled(&mut self, tid: Tid, time: u64, frames: &[RawFrame], exact: bool) {
+        self.pending.insert(tid, (time, frames.to_vec(), exact));
     }
 
     /// `tid` left the CPU at `time`.
     pub(crate) fn out(&mut self, thread: ThreadId, tid: Tid, time: u64, preempted: bool) {
-        let frames = self
+        let (frames, exact) = self
             .pending
             .remove(&tid)
-            .filter(|(at, _)| time.abs_diff(*at) <= SAME_SWITCH_NS)
-            .map(|(_, frames)| frames);
+            .filter(|(at, _, _)| time.abs_diff(*at) <= SAME_SWITCH_NS)
+            .map_or((None, false), |(_, frames, exact)| (Some(frames), exact));
         if self.gone.contains(&tid) {
             return;
         }
@@ -101,6 +109,7 @@ impl Intervals {
                 since: time,
                 wait,
                 frames,
+                exact,
             },
         );
     }
@@ -115,6 +124,7 @@ impl Intervals {
                 frames: open.frames,
                 wait: open.wait,
                 ns: time.checked_sub(open.since)?,
+                exact: open.exact,
             },
         ))
     }
@@ -134,6 +144,7 @@ impl Intervals {
                         frames: open.frames,
                         wait: open.wait,
                         ns,
+                        exact: open.exact,
                     },
                 ))
             })
@@ -170,6 +181,9 @@ pub(crate) struct OffCpuTime<K, T> {
     pub(crate) sampled: HashMap<(K, Wait), u64>,
     /// Unsampled time, by (thread, wait).
     pub(crate) unsampled: HashMap<(T, Wait), u64>,
+    /// Time of intervals known for certain ([`Closed::exact`]), by (key,
+    /// wait): counted as measured, never scaled.
+    pub(crate) exact: HashMap<(K, Wait), u64>,
 }
 
 impl<K, T> Default for OffCpuTime<K, T> {
@@ -177,6 +191,7 @@ impl<K, T> Default for OffCpuTime<K, T> {
         OffCpuTime {
             sampled: HashMap::new(),
             unsampled: HashMap::new(),
+            exact: HashMap::new(),
         }
     }
 }
@@ -198,6 +213,9 @@ impl<K: Copy + Eq + std::hash::Hash, T: Copy + Eq + std::hash::Hash> OffCpuTime<
             let extra = self.unsampled.get(&group).copied().unwrap_or(0) as f64;
             let scaled = ns as f64 * (total + extra) / total.max(1.0);
             counts.push((key, (scaled / period).round() as u64));
+        }
+        for (&(key, _), &ns) in &self.exact {
+            counts.push((key, (ns as f64 / period).round() as u64));
         }
         let unattributed = self
             .unsampled
@@ -224,7 +242,7 @@ mod tests {
     #[test]
     fn an_interval_is_charged_to_the_stack_it_left_with() {
         let mut iv = Intervals::default();
-        iv.sampled(Tid(1), 1000, &frames(5));
+        iv.sampled(Tid(1), 1000, &frames(5), false);
         iv.out(ThreadId(0), Tid(1), 1001, false);
         let (thread, closed) = iv.back(Tid(1), 301_001).unwrap();
         assert_eq!(thread, ThreadId(0));
@@ -256,10 +274,13 @@ mod tests {
         t.sampled.insert((11, Wait::Blocked), 1_000_000);
         t.unsampled.insert((0, Wait::Blocked), 4_000_000);
         t.unsampled.insert((1, Wait::Runnable), 5_000_000);
+        // Stack 12, found blocked at the start, keeps its 2 ms: it was not
+        // sampled, so it stands for no unsampled interval.
+        t.exact.insert((12, Wait::Blocked), 2_000_000);
         let settled = t.settle(|k| if k < 20 { 0 } else { 1 }, 1_000_000);
         let (mut counts, rest) = (settled.counts, settled.unattributed);
         counts.sort();
-        assert_eq!(counts, vec![(10, 6), (11, 2)]);
+        assert_eq!(counts, vec![(10, 6), (11, 2), (12, 2)]);
         assert_eq!(rest, vec![((1, Wait::Runnable), 5)]);
     }
 }

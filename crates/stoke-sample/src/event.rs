@@ -105,6 +105,11 @@ pub struct Sample {
     /// perf's off-CPU modes): it weighs the time until the thread's next
     /// [`SwitchDirection::In`], not one period.
     pub switch_out: bool,
+    /// A [`Sample::switch_out`] made up for a thread found blocked as
+    /// recording started, not one the kernel sampled among the thread's
+    /// switch-outs: it stands for its own interval only, so the time of
+    /// unsampled intervals is not shared onto it.
+    pub blocked_at_start: bool,
     /// What a [`crate::WhileStopped`] hook read of the thread while it was
     /// still stopped for this sample (ptrace backend), opaque to this crate.
     pub attached: Option<Attached>,

@@ -265,8 +265,10 @@ pub fn attach(
 ///
 /// Fails with [`SampleError::PermissionDenied`] (naming what is needed:
 /// `perf_event_paranoid` <= 0, CAP_PERFMON or root) where per-CPU events
-/// are refused, and [`SampleError::Unsupported`] for the ptrace backend or
-/// wall-clock mode.
+/// are refused, and [`SampleError::Unsupported`] for the ptrace backend.
+/// In the off-CPU modes every CPU also gets a context-switch event (see
+/// [`SampleMode::Wall`]), and [`SampleError::KernelExcluded`] is returned
+/// where its samples would be dropped.
 pub fn system(
     backend: Backend,
     scope: &SystemScope,
@@ -277,13 +279,6 @@ pub fn system(
         return Err(SampleError::Unsupported(
             "the ptrace backend samples one process's threads and cannot record every CPU \
              (-a, --cgroup, --name, several pids): use --backend perf or auto"
-                .to_string(),
-        ));
-    }
-    if options.mode == SampleMode::Wall {
-        return Err(SampleError::Unsupported(
-            "wall-clock mode needs the ptrace backend, which cannot record every CPU \
-             (-a, --cgroup, --name, several pids)"
                 .to_string(),
         ));
     }

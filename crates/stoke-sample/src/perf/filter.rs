@@ -103,8 +103,11 @@ impl TaskFilter {
             let Keep::All { idle } = self.keep else {
                 return true;
             };
+            // The idle task's switches time nothing a profile shows: its
+            // switch-outs are a CPU going busy, not a wait.
             return match event {
-                Event::Sample(s) => idle || s.pid.0 != 0,
+                Event::Sample(s) => s.pid.0 != 0 || (idle && !s.switch_out),
+                Event::Switch { pid, .. } => pid.0 != 0,
                 _ => true,
             };
         };
@@ -180,6 +183,22 @@ mod tests {
         assert!(!all.keep(&sample(0)));
         let mut idle = TaskFilter::new(Keep::All { idle: true });
         assert!(idle.keep(&sample(0)));
+        // The idle task's switches open no interval, asked for or not.
+        let switch = |pid| Event::Switch {
+            pid: Pid(pid),
+            tid: Tid(pid),
+            time: 1,
+            direction: crate::SwitchDirection::Out { preempted: false },
+        };
+        let idle_switch_out = Event::Sample(Sample {
+            switch_out: true,
+            ..Sample::default()
+        });
+        for filter in [&mut all, &mut idle] {
+            assert!(!filter.keep(&switch(0)));
+            assert!(!filter.keep(&idle_switch_out));
+            assert!(filter.keep(&switch(42)));
+        }
     }
 
     #[test]

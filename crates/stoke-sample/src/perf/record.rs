@@ -23,6 +23,7 @@ mod kind {
     pub(super) const MMAP2: u32 = 10;
     pub(super) const LOST_SAMPLES: u32 = 13;
     pub(super) const SWITCH: u32 = 14;
+    pub(super) const SWITCH_CPU_WIDE: u32 = 15;
 }
 
 /// `PERF_RECORD_MISC_COMM_EXEC` (in COMM records).
@@ -208,7 +209,10 @@ pub(crate) fn parse(layout: &Layout, record: &[u8]) -> Option<Event> {
             Some(Event::Lost { count: c.u64()? })
         }
         kind::LOST_SAMPLES => Some(Event::Lost { count: c.u64()? }),
-        kind::SWITCH => super::switch::parse_switch(layout, h.misc, record),
+        // A per-CPU event's records also name the other task (after the
+        // header); the `sample_id` trailer is the task switching out (an
+        // out record) or in (an in record), as in a per-task record.
+        kind::SWITCH | kind::SWITCH_CPU_WIDE => super::switch::parse_switch(layout, h.misc, record),
         _ => None,
     }
 }

@@ -165,6 +165,7 @@ pub(crate) fn blocked_at_attach(pid: Pid, tids: &[Tid], time: u64) -> Vec<Event>
             time,
             user_callchain: vec![blocked.pc],
             switch_out: true,
+            blocked_at_start: true,
             ..Sample::default()
         }));
         events.push(Event::Switch {
@@ -228,12 +229,28 @@ mod tests {
         r.extend_from_slice(&14u32.to_ne_bytes());
         r.extend_from_slice(&misc.to_ne_bytes());
         r.extend_from_slice(&40u16.to_ne_bytes());
+        trailer(&mut r);
+        r
+    }
+
+    /// A per-CPU event's record: the other task after the header.
+    fn cpu_wide_record(misc: u16) -> Vec<u8> {
+        let mut r = Vec::new();
+        r.extend_from_slice(&15u32.to_ne_bytes());
+        r.extend_from_slice(&misc.to_ne_bytes());
+        r.extend_from_slice(&48u16.to_ne_bytes());
+        r.extend_from_slice(&3u32.to_ne_bytes()); // next_prev_pid
+        r.extend_from_slice(&4u32.to_ne_bytes()); // next_prev_tid
+        trailer(&mut r);
+        r
+    }
+
+    fn trailer(r: &mut Vec<u8>) {
         r.extend_from_slice(&7u32.to_ne_bytes()); // pid
         r.extend_from_slice(&9u32.to_ne_bytes()); // tid
         r.extend_from_slice(&1234u64.to_ne_bytes()); // time
         r.extend_from_slice(&1u64.to_ne_bytes()); // cpu, reserved
         r.extend_from_slice(&55u64.to_ne_bytes()); // identifier
-        r
     }
 
     #[test]
@@ -255,8 +272,11 @@ mod tests {
                 SwitchDirection::Out { preempted: true },
             ),
         ];
-        for (misc, want) in cases {
-            let event = record::parse(&layout, &switch_record(misc));
+        let records = cases
+            .iter()
+            .flat_map(|&(misc, want)| [(switch_record(misc), want), (cpu_wide_record(misc), want)]);
+        for (record, want) in records {
+            let event = record::parse(&layout, &record);
             match event {
                 Some(Event::Switch {
                     pid,
@@ -270,6 +290,7 @@ mod tests {
             }
         }
         assert!(record::parse(&layout, &switch_record(0)[..20]).is_none());
+        assert!(record::parse(&layout, &cpu_wide_record(0)[..20]).is_none());
     }
 
     #[test]

@@ -19,7 +19,8 @@ use super::filter::{Keep, TaskFilter};
 use super::open::Chosen;
 use super::record::{self, Layout};
 use super::sampler::CpuRing;
-use super::system_open::{open_per_cpu, task_clock, Tasks};
+use super::switch::SwitchIds;
+use super::system_open::{arm_switches, open_per_cpu, task_clock, Tasks};
 use crate::sys;
 use crate::{Call, Event, PollOutcome, SampleError, Sampler, SamplerOptions};
 
@@ -59,6 +60,12 @@ pub struct SystemSampler {
     batch: Vec<(u64, Event)>,
     clock: CpuClock,
     cpu_time: Option<Duration>,
+    /// The context-switch events (off-CPU modes).
+    switch_ids: SwitchIds,
+    /// Off-CPU intervals of threads blocked when recording started, handed
+    /// out with the first records (through the filter, so mappings come
+    /// first as for any process's first sample).
+    blocked_at_start: Vec<(u64, Event)>,
 }
 
 /// How a [`SystemSampler`] is assembled.
@@ -83,7 +90,9 @@ impl SystemSampler {
         tasks: &Tasks,
         parts: Parts,
     ) -> Result<SystemSampler, SampleError> {
-        let (chosen, rings) = open_per_cpu(options, tasks)?;
+        super::switch::check_allowed(options)?;
+        let (chosen, mut rings) = open_per_cpu(options, tasks)?;
+        let switch_ids = arm_switches(options, tasks, &chosen, &mut rings)?;
         let mut pending = Vec::new();
         if let Keep::All { idle: true } = parts.keep {
             pending.push(Event::Comm {
@@ -101,7 +110,7 @@ impl SystemSampler {
             },
             chosen,
             rings,
-            filter: TaskFilter::new(parts.keep),
+            filter: TaskFilter::new(parts.keep.clone()),
             watched: parts
                 .watched
                 .into_iter()
@@ -113,8 +122,18 @@ impl SystemSampler {
             batch: Vec::new(),
             clock: parts.clock,
             cpu_time: None,
+            switch_ids,
+            blocked_at_start: Vec::new(),
         };
+        let mut sampler = sampler;
         sampler.set_enabled(true)?;
+        if options.mode.samples_off_cpu() {
+            let now = sys::time::monotonic_ns();
+            sampler.blocked_at_start = blocked_now(tasks, &parts.keep, now)
+                .into_iter()
+                .map(|event| (now, event))
+                .collect();
+        }
         Ok(sampler)
     }
 
@@ -138,6 +157,7 @@ impl SystemSampler {
         // Every ring's records into one buffer; all but samples parsed now.
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut batch = std::mem::take(&mut self.batch);
+        batch.append(&mut self.blocked_at_start);
         scratch.clear();
         let mut samples: Vec<(usize, usize)> = Vec::new();
         for ring in &mut self.rings {
@@ -170,7 +190,11 @@ impl SystemSampler {
                     continue;
                 }
             }
-            if let Some(event) = record::parse(&self.layout, bytes) {
+            if let Some(mut event) = record::parse(&self.layout, bytes) {
+                if let Event::Sample(s) = &mut event {
+                    let id = record::sample_identifier(&self.layout, bytes);
+                    s.switch_out = self.switch_ids.is_switch(id);
+                }
                 let time = record::record_time(&self.layout, bytes).unwrap_or(0);
                 batch.push((time, event));
             }
@@ -275,7 +299,12 @@ impl Sampler for SystemSampler {
 
     fn finish(&mut self, sink: &mut dyn FnMut(Event)) -> Result<(), SampleError> {
         let disabled = self.set_enabled(false);
+        // Threads still off the CPU waited until now (the events' clock).
+        let stopped = sys::time::monotonic_ns();
         self.drain(sink);
+        if self.switch_ids.any() {
+            sink(Event::Stopped { time: stopped });
+        }
         self.cpu_time = self.measured_cpu_time();
         disabled
     }
@@ -318,6 +347,31 @@ fn pollfd(fd: &OwnedFd) -> libc::pollfd {
         events: libc::POLLIN,
         revents: 0,
     }
+}
+
+/// Switch-outs for the threads that are blocked as recording starts (see
+/// [`super::switch::blocked_at_attach`]): of the processes the filter
+/// keeps, every process on the machine for `-a`, the cgroup's processes
+/// for `--cgroup` (a launched command has not started yet).
+fn blocked_now(tasks: &Tasks, keep: &Keep, now: u64) -> Vec<Event> {
+    let pids: Vec<Pid> = match (keep, tasks) {
+        (Keep::Processes { pids, .. }, _) => pids.iter().copied().collect(),
+        (Keep::All { .. }, Tasks::All) => crate::procfs::all_pids(),
+        (Keep::All { .. }, Tasks::Cgroup(fd)) => {
+            let procs = format!("/proc/self/fd/{}/cgroup.procs", fd.as_raw_fd());
+            std::fs::read_to_string(procs)
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.trim().parse().ok().map(Pid))
+                .collect()
+        }
+    };
+    let mut events = Vec::new();
+    for pid in pids.into_iter().filter(|p| p.0 != 0) {
+        let tids = crate::procfs::threads(pid).unwrap_or_default();
+        events.extend(super::switch::blocked_at_attach(pid, &tids, now));
+    }
+    events
 }
 
 /// A task-clock counter for a launched command, opened while it is held.

@@ -10,9 +10,10 @@ use super::cpus::online_cpus;
 use super::open::{base_spec, paranoid_level, Chosen};
 use super::sampler::{open_rings, CpuRing};
 use super::sizing::ring_size;
+use super::switch::SwitchIds;
 use crate::sys;
 use crate::sys::ring::page_size;
-use crate::{Call, EventChoice, SampleError, SamplerOptions};
+use crate::{Call, EventChoice, SampleError, SampleMode, SamplerOptions};
 
 /// Which tasks per-CPU events count.
 #[derive(Debug)]
@@ -69,12 +70,13 @@ pub(crate) fn open_per_cpu(
     // the full rate (three times the per-task size), so that a consumer
     // busy naming or unwinding loses nothing.
     let mut size = ring_size(
-        options.frequency.saturating_mul(3),
+        super::switch::records_rate(options).max(options.frequency.saturating_mul(3)),
         options.stack,
         options.ring_pages,
         cpus.len(),
         page_size(),
     );
+    super::switch::wake_sooner(&mut size, options, cpus.len());
     if options.wake_each_sample {
         size.watermark = 1;
     }
@@ -91,13 +93,20 @@ pub(crate) fn open_per_cpu(
             wakeup_watermark: watermark,
             ..base
         };
-        let first = match options.event {
-            EventChoice::CpuClock => Counter::CpuClock,
-            EventChoice::Cycles | EventChoice::Auto => Counter::Cycles,
+        let first = match (options.mode, options.event) {
+            // Off-CPU only: the context-switch event is the only event.
+            (SampleMode::OffCpu, _) => Counter::ContextSwitches,
+            // On- and off-CPU time in one unit: the clock, not cycles.
+            (SampleMode::Wall, _) | (_, EventChoice::CpuClock) => Counter::CpuClock,
+            (_, EventChoice::Cycles | EventChoice::Auto) => Counter::Cycles,
         };
         let (fd, spec, fallback) = match open_one(&with(first), tasks, cpu) {
             Ok(fd) => (fd, with(first), None),
-            Err(err) if options.event == EventChoice::Auto && no_counter(&err) => {
+            Err(err)
+                if first == Counter::Cycles
+                    && options.event == EventChoice::Auto
+                    && no_counter(&err) =>
+            {
                 let spec = with(Counter::CpuClock);
                 let fd = open_one(&spec, tasks, cpu).map_err(|e| error(e, spec.counter, cpu))?;
                 (
@@ -127,6 +136,52 @@ pub(crate) fn open_per_cpu(
         source: io::Error::from_raw_os_error(libc::ENODEV),
     })?;
     Ok((chosen, rings))
+}
+
+/// Arms per-CPU off-CPU sampling once the rings are open: in wall-clock
+/// mode, a context-switch event per CPU on `tasks` beside the clock event
+/// (same stacks, its records into the same ring, no side-band: the clock
+/// event reports those); in off-CPU mode the rings' events are the
+/// context-switch events. Every switch on the CPU of a task of `tasks`
+/// gives a `PERF_RECORD_SWITCH_CPU_WIDE` record. Returns the events' ids.
+pub(crate) fn arm_switches(
+    options: &SamplerOptions,
+    tasks: &Tasks,
+    chosen: &Chosen,
+    rings: &mut [CpuRing],
+) -> Result<SwitchIds, SampleError> {
+    let mut ids = SwitchIds::default();
+    let id = |fd: &OwnedFd, cpu: u32| {
+        sys::perf::event_id(fd).map_err(|source| SampleError::Sys {
+            call: Call::PerfIoctl,
+            what: format!("PERF_EVENT_IOC_ID on cpu {cpu}"),
+            source,
+        })
+    };
+    match options.mode {
+        SampleMode::Cpu => {}
+        SampleMode::OffCpu => {
+            for ring in rings.iter() {
+                if let Some(fd) = ring.fds().next() {
+                    ids.extend([id(fd, ring.cpu())?]);
+                }
+            }
+        }
+        SampleMode::Wall => {
+            let spec = AttrSpec {
+                counter: Counter::ContextSwitches,
+                side_band: false,
+                ..chosen.spec
+            };
+            for ring in rings.iter_mut() {
+                let cpu = ring.cpu();
+                let fd = open_one(&spec, tasks, cpu).map_err(|e| error(e, spec.counter, cpu))?;
+                ids.extend([id(&fd, cpu)?]);
+                ring.redirect(fd)?;
+            }
+        }
+    }
+    Ok(ids)
 }
 
 fn no_counter(err: &io::Error) -> bool {
