@@ -134,13 +134,14 @@ pub fn launch(
 
 /// Opens the per-CPU sampler when the options ask for it and it is
 /// allowed: `Ok(None)` where per-CPU events are refused (the caller uses
-/// per-task events), and in the off-CPU modes (their context-switch
-/// events are per task).
+/// per-task events). In the off-CPU modes too: a context-switch event per
+/// CPU costs the target less than one per task and CPU (see
+/// `docs/benchmarks.md`).
 fn per_cpu<T>(
     options: &SamplerOptions,
     open: impl FnOnce() -> Result<T, SampleError>,
 ) -> Result<Option<T>, SampleError> {
-    if !options.per_cpu || options.mode.samples_off_cpu() {
+    if !options.per_cpu {
         return Ok(None);
     }
     match open() {
