@@ -2,7 +2,7 @@
 """Target slowdown under wall-clock profiling: stoke on perf events, stoke
 on ptrace, and perf's own off-CPU recipe.
 
-    python3 bench/offcpu_overhead.py [--rounds N] [--json out.json] [--decompose] [--pinned]
+    python3 bench/offcpu_overhead.py [--rounds N] [--json out.json] [--decompose] [--pin CPU]
 
 from the repository root (python3 standard library only; needs gcc, a
 built `target/release/stoke` (built if missing) and, for the perf row,
@@ -26,6 +26,12 @@ with `-F 99` (a tenth of the switch-out samples), and wall and off-CPU
 modes on per-task events (`--per-task-events`: a context-switch event per
 task and CPU) against the default where per-CPU events are allowed (one
 per CPU, filtered to the target's processes).
+
+`--pin CPU` runs every workload under `taskset -c CPU` (the profilers stay
+free to run elsewhere): both ping-pong threads then share one CPU, and its
+time no longer depends on where the scheduler puts them or how deep the
+other CPU sleeps, which otherwise makes the bare ping-pong anywhere from
+0.45 s to 4 s on a 2-CPU machine.
 """
 
 import argparse
@@ -41,13 +47,6 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STOKE = os.path.join(ROOT, "target", "release", "stoke")
 WORKLOADS = [("ping-pong", ["pingpong", "200000"]), ("server", ["server", "1500"])]
-# --pinned: the ping-pong with both threads on CPU 0 (`taskset -c 0`), so
-# that every bounce is a switch on one CPU and the figure is the profiler's
-# cost per switch, not where the scheduler placed the threads or how deep
-# an idle CPU slept (on an idle machine a bounce between CPUs costs ~10x a
-# bounce on one, so anything that keeps a CPU awake "speeds up" the free
-# ping-pong).
-PINNED = ("ping-pong pinned", ["pingpong", "200000"])
 VARIANTS = ["bare", "stoke wall perf", "stoke wall ptrace", "perf sched_switch -g"]
 # --decompose: label -> stoke arguments (perf backend), ping-pong only.
 PARTS = {
@@ -104,38 +103,36 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json")
-    parser.add_argument("--pinned", action="store_true",
-                        help="also run the ping-pong with both threads on one CPU")
     parser.add_argument("--decompose", action="store_true",
                         help="also time parts of wall mode on the ping-pong")
+    parser.add_argument("--pin", metavar="CPU",
+                        help="run the workloads under taskset -c CPU")
     args = parser.parse_args()
+    pin = ["taskset", "-c", args.pin] if args.pin else []
     variants = [v for v in VARIANTS if not v.startswith("perf") or shutil.which("perf")]
     if args.decompose:
         variants += list(PARTS)
-    workloads = WORKLOADS + ([PINNED] if args.pinned else [])
-    if args.pinned and not shutil.which("taskset"):
-        sys.exit("--pinned needs taskset (util-linux)")
     with tempfile.TemporaryDirectory() as tmp:
         binary = build(tmp)
         results = {}
         loads = []
         for _ in range(args.rounds):
             loads.append(float(open("/proc/loadavg").read().split()[0]))
-            for label, argv in workloads:
+            for label, argv in WORKLOADS:
                 for variant in variants:
-                    if variant in PARTS and not label.startswith("ping-pong"):
+                    if variant in PARTS and label != "ping-pong":
                         continue
-                    pin = ["taskset", "-c", "0"] if label == PINNED[0] else []
                     elapsed, kept = run_once(variant, [*pin, binary, *argv], tmp)
                     cell = results.setdefault((label, variant), {"elapsed": [], "kept": []})
                     if elapsed is not None:
                         cell["elapsed"].append(elapsed)
                     cell["kept"].append(kept)
     load = f"{statistics.median(loads):.1f} (rounds' {min(loads):.1f}-{max(loads):.1f})"
-    print(f"switches, {args.rounds} rounds, median; {os.cpu_count()} CPUs, load {load}")
+    pinned = f", pinned to CPU {args.pin}" if args.pin else ""
+    print(f"switches, {args.rounds} rounds, median; {os.cpu_count()} CPUs, load {load}{pinned}")
     print(f"{'workload':<10} {'profiler':<22} {'elapsed s':>10} {'slowdown':>9}  kept (last round)")
     table = []
-    for label, _ in workloads:
+    for label, _ in WORKLOADS:
         bare = statistics.median(results[(label, "bare")]["elapsed"])
         for variant in variants:
             if (label, variant) not in results:

@@ -54,8 +54,10 @@ pub(crate) fn records_rate(options: &SamplerOptions) -> u32 {
 /// records do not shrink with the stack capture, and without stack copies
 /// (`--unwind fp`) a buffer sized for the samples alone is a few hundred
 /// KiB, which a ping-pong's ~800,000 records a second (~40 MB) fill in
-/// milliseconds.
-const OFF_CPU_MIN_RING_BYTES: u64 = 4 << 20;
+/// milliseconds. 4 MiB still lost 174,380 of a ping-pong's records at
+/// `-F 99` (a buffer sized for few samples) when stoke was held up for a
+/// few tenths of a second: 16 MiB holds about a second of them.
+const OFF_CPU_MIN_RING_BYTES: u64 = 16 << 20;
 
 /// In the off-CPU modes, gives each of `cpus` buffers at least
 /// [`OFF_CPU_MIN_RING_BYTES`] (within the memory budget) and wakes the
