@@ -134,14 +134,15 @@ pub fn launch(
 
 /// Opens the per-CPU sampler when the options ask for it and it is
 /// allowed: `Ok(None)` where per-CPU events are refused (the caller uses
-/// per-task events). In the off-CPU modes too: a context-switch event per
-/// CPU costs the target less than one per task and CPU (see
-/// `docs/benchmarks.md`).
+/// per-task events), and in the off-CPU modes: a per-CPU context-switch
+/// event costs the target no less than per-task ones on a loaded CPU, and
+/// its rate is shared by every task of the CPU, so a thread that switches
+/// rarely can go without a single stack (see `docs/benchmarks.md`).
 fn per_cpu<T>(
     options: &SamplerOptions,
     open: impl FnOnce() -> Result<T, SampleError>,
 ) -> Result<Option<T>, SampleError> {
-    if !options.per_cpu {
+    if !options.per_cpu || options.mode.samples_off_cpu() {
         return Ok(None);
     }
     match open() {
