@@ -22,10 +22,7 @@ the slowdown against the bare median, and what each recording kept.
 of wall mode away, to find where its cost goes: `--mode cpu` (the clock
 event alone), `--mode off-cpu` (the context-switch event and its switch
 records alone), wall mode with `--unwind fp` (no user stack copies) and
-with `-F 99` (a tenth of the switch-out samples), and wall and off-CPU
-modes on per-task events (`--per-task-events`: a context-switch event per
-task and CPU) against the default where per-CPU events are allowed (one
-per CPU, filtered to the target's processes).
+with `-F 99` (a tenth of the switch-out samples).
 
 `--pin CPU` runs every workload under `taskset -c CPU` (the profilers stay
 free to run elsewhere): both ping-pong threads then share one CPU, and its
@@ -54,8 +51,6 @@ PARTS = {
     "stoke off-cpu perf": ["--mode", "off-cpu"],
     "stoke wall perf fp": ["--mode", "wall", "--unwind", "fp"],
     "stoke wall perf F99": ["--mode", "wall", "-F", "99"],
-    "stoke wall perf per-task": ["--mode", "wall", "--per-task-events"],
-    "stoke off-cpu perf per-task": ["--mode", "off-cpu", "--per-task-events"],
 }
 
 
