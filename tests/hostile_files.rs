@@ -226,3 +226,43 @@ fn a_binary_made_unreadable_while_running_is_reported_as_unreadable() {
         "{outside:.2} \"outside any module\"\n{outcome}"
     );
 }
+
+/// A FIFO named as the command to run (executable bits set, so only its
+/// kind tells it apart): stoke reads a program's head before running it
+/// (a script's `#!` line, ptrace's check for a tracer) and must not block
+/// there; the command then fails to start, in one line.
+fn record_a_fifo_as_the_command(extra: &[&str]) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("program");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success(), "mkfifo failed");
+    std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = dir.path().join("out.folded");
+    let outcome = run_guarded(
+        stoke_record(dir.path())
+            .args(extra)
+            .arg("-o")
+            .arg(&out)
+            .arg("--")
+            .arg(&fifo),
+    );
+    assert!(!outcome.status.success(), "a FIFO ran as a program\n{outcome}");
+    outcome.assert_no_panic();
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "not a one-line error\n{outcome}");
+    assert!(
+        lines[0].starts_with("stoke: ") && lines[0].contains("program"),
+        "the error does not name the program\n{outcome}"
+    );
+}
+
+#[test]
+fn a_fifo_as_the_command_is_refused_not_waited_on_perf() {
+    record_a_fifo_as_the_command(&[]);
+}
+
+#[test]
+fn a_fifo_as_the_command_is_refused_not_waited_on_ptrace() {
+    record_a_fifo_as_the_command(&["--backend", "ptrace"]);
+}

@@ -287,11 +287,15 @@ pub(crate) fn looks_like_python(target: &Target) -> PythonTarget {
                     found: None,
                 };
             }
-            // A script run directly: its `#!` line (read from the start only).
+            // A script run directly: its `#!` line (read from the start
+            // only; a FIFO or device named as the program is not read).
             let mut head = [0u8; 128];
-            let read = std::fs::File::open(&spec.program)
-                .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
-                .unwrap_or(0);
+            let read = stoke_model::file::open_regular(
+                Path::new(&spec.program),
+                stoke_model::file::Follow::Yes,
+            )
+            .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+            .unwrap_or(0);
             let line = head[..read].split(|&b| b == b'\n').next().unwrap_or(&[]);
             PythonTarget {
                 likely: line.starts_with(b"#!") && line.windows(6).any(|w| w == b"python"),

@@ -108,10 +108,13 @@ pub(crate) fn launch_warnings(path: &Path) -> Vec<String> {
 
 /// Whether an executable names `ptrace` among its dynamic symbols (gdb,
 /// strace, ltrace do): the exact name between NULs in its first 64 MiB.
+/// Only a regular file is read (a FIFO or device named as the program
+/// would block or be consumed).
 fn imports_ptrace(path: &Path) -> bool {
     const LIMIT: u64 = 64 << 20;
     let mut bytes = Vec::new();
-    let opened = std::fs::File::open(path).and_then(|f| f.take(LIMIT).read_to_end(&mut bytes));
+    let opened = stoke_model::file::open_regular(path, stoke_model::file::Follow::Yes)
+        .and_then(|f| f.take(LIMIT).read_to_end(&mut bytes));
     opened.is_ok() && bytes.starts_with(b"\x7fELF") && bytes.windows(8).any(|w| w == b"\0ptrace\0")
 }
 
