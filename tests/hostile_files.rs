@@ -247,7 +247,10 @@ fn record_a_fifo_as_the_command(extra: &[&str]) {
             .arg("--")
             .arg(&fifo),
     );
-    assert!(!outcome.status.success(), "a FIFO ran as a program\n{outcome}");
+    assert!(
+        !outcome.status.success(),
+        "a FIFO ran as a program\n{outcome}"
+    );
     outcome.assert_no_panic();
     let lines: Vec<&str> = outcome.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "not a one-line error\n{outcome}");

@@ -7,7 +7,9 @@ fn main() {
         eprintln!("usage: pystack PID");
         std::process::exit(2);
     };
-    let mut interp = match stoke_python::detect(pid, &|p| std::fs::File::open(p)) {
+    let mut interp = match stoke_python::detect(pid, &mut |p| {
+        std::fs::read(p).map(|bytes| std::sync::Arc::new(bytes) as stoke_python::FileBytes)
+    }) {
         Ok(Some(i)) => i,
         Ok(None) => {
             eprintln!("pystack: no CPython in process {pid}");

@@ -35,15 +35,20 @@ pub(crate) struct ElfPython {
 /// The most read of a file that may hold an interpreter.
 const MAX_FILE: u64 = 1 << 30;
 
-/// Opens a file the target has mapped, by its path as the target sees it
-/// (in `/proc/PID/maps`): the caller's opener must find it in the target's
-/// namespace, check it is the file mapped, never block (a FIFO planted at
-/// the path) and refuse what is not a regular file.
-pub type OpenFile<'a> = &'a dyn Fn(&Path) -> std::io::Result<fs::File>;
+/// The bytes of a file the target has mapped, by its path as the target
+/// sees it (in `/proc/PID/maps`). The caller opens and maps it (stoke's
+/// module store: found in the target's namespace, checked to be the file
+/// mapped, never blocking on a FIFO planted at the path, regular files
+/// only), so the interpreter's file is read once for detection, unwinding
+/// and naming alike.
+pub type MapFile<'a> = &'a mut dyn FnMut(&Path) -> std::io::Result<FileBytes>;
 
-/// Finds a CPython 3.8 to 3.13 in process `pid`, opening its files with
-/// `open`. `Ok(None)` when the process has none.
-pub fn detect(pid: i32, open: OpenFile<'_>) -> Result<Option<Interpreter>, PythonError> {
+/// A mapped (or read) file's bytes, shared with whoever mapped it.
+pub type FileBytes = std::sync::Arc<dyn AsRef<[u8]> + Send + Sync>;
+
+/// Finds a CPython 3.8 to 3.13 in process `pid`, getting its files' bytes
+/// from `map`. `Ok(None)` when the process has none.
+pub fn detect(pid: i32, map: MapFile<'_>) -> Result<Option<Interpreter>, PythonError> {
     let maps = fs::read_to_string(format!("/proc/{pid}/maps")).map_err(|e| PythonError::File {
         path: format!("/proc/{pid}/maps"),
         reason: e.to_string(),
@@ -77,13 +82,14 @@ pub fn detect(pid: i32, open: OpenFile<'_>) -> Result<Option<Interpreter>, Pytho
     }
     let memory = ProcessMemory::new(pid);
     for (path, start) in candidates {
-        let Ok(file) = open(&path) else {
+        let Ok(image) = map(&path) else {
             continue;
         };
-        // Only the parts parsed are read (headers, symbol tables and, for
-        // 3.10 and before, `.rodata`): libpython with debug info is 20+ MB.
-        let cache = object::ReadCache::new(file);
-        let Some(elf) = inspect_elf(&cache) else {
+        // A mapping: only the pages parsed are read (headers, symbol
+        // tables and, for 3.10 and before, `.rodata`), though libpython
+        // with debug info is 20+ MB.
+        let bytes: &[u8] = (*image).as_ref();
+        let Some(elf) = inspect_elf(bytes) else {
             continue;
         };
         let bias = start.wrapping_sub(elf.base_vaddr);

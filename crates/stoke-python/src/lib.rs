@@ -22,7 +22,7 @@ mod offsets;
 mod reader;
 mod tables;
 
-pub use detect::{detect, Interpreter, OpenFile};
+pub use detect::{detect, FileBytes, Interpreter, MapFile};
 pub use linetable::{line_of, LineFormat};
 pub use memory::{read_u64, FakeMemory, Memory, ProcessMemory};
 pub use offsets::{FrameEntry, Offsets, OB_TYPE};

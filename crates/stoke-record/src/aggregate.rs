@@ -93,6 +93,13 @@ impl Aggregator {
         aggregator
     }
 
+    /// Takes on the module store that was used before recording started
+    /// (an attached process's interpreter read for Python detection), so
+    /// those files are not opened again.
+    pub(crate) fn adopt_store(&mut self, store: ModuleStore) {
+        self.store = store;
+    }
+
     /// An aggregator that asks `facts` what events do not say (a replay).
     pub fn with_facts(unwind: UnwindMode, facts: Box<dyn ProcessFacts>) -> Aggregator {
         Aggregator {
@@ -393,8 +400,14 @@ impl Aggregator {
         }
         let mut python = std::mem::take(&mut self.python_scratch);
         let truncated = matches!(end, Some(StackEnd::Truncated(_)));
-        self.python
-            .replacements(sample, &user, truncated, &mut python);
+        self.python.replacements(
+            sample,
+            &user,
+            truncated,
+            &mut python,
+            &mut self.store,
+            self.facts.as_mut(),
+        );
         let mut next = python.iter().peekable();
         for (i, &address) in user.iter().enumerate() {
             if let Some((_, py)) = next.next_if(|(at, _)| *at == i) {

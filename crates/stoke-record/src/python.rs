@@ -9,7 +9,9 @@ use stoke_model::{FrameAddress, Mapping, MappingKind, Pid, Tid};
 use stoke_python::{Code, Interpreter, PyFrame, PyStack};
 use stoke_sample::{Sample, WhileStopped};
 
+use crate::facts::{LiveProcfs, ProcessFacts};
 use crate::stack::RawFrame;
+use crate::store::{ModuleStore, Unloaded};
 use crate::Target;
 
 /// Whether Python frames are read from CPython targets.
@@ -143,6 +145,8 @@ impl PythonFrames {
         user: &[FrameAddress],
         truncated: bool,
         out: &mut Vec<(usize, Vec<RawFrame>)>,
+        store: &mut ModuleStore,
+        facts: &mut dyn ProcessFacts,
     ) {
         out.clear();
         if self.mode == PythonMode::Off {
@@ -150,7 +154,8 @@ impl PythonFrames {
         }
         let mut interpreters = lock(&self.interpreters);
         let interp = interpreters.entry(sample.pid).or_insert_with(|| {
-            match stoke_python::detect(sample.pid.0 as i32, &|p| open_target_file(sample.pid, p)) {
+            let mut map = |p: &Path| image_of(sample.pid, p, store, facts);
+            match stoke_python::detect(sample.pid.0 as i32, &mut map) {
                 Ok(found) => found,
                 // Gone before it could be looked at: nothing to say.
                 Err(_) if !Path::new(&format!("/proc/{}", sample.pid)).exists() => None,
@@ -262,10 +267,12 @@ pub(crate) struct PythonTarget {
 
 /// Whether a target is likely a CPython (an attached process holding one,
 /// or a command named `python…`, or a script whose `#!` line names it).
-pub(crate) fn looks_like_python(target: &Target) -> PythonTarget {
+pub(crate) fn looks_like_python(target: &Target, store: &mut ModuleStore) -> PythonTarget {
     match target {
         Target::Pid(pid) => {
-            match stoke_python::detect(pid.0 as i32, &|p| open_target_file(*pid, p)) {
+            let mut facts = LiveProcfs;
+            let mut map = |p: &Path| image_of(*pid, p, store, &mut facts);
+            match stoke_python::detect(pid.0 as i32, &mut map) {
                 Ok(Some(interpreter)) => PythonTarget {
                     likely: true,
                     found: Some((*pid, interpreter)),
@@ -305,17 +312,32 @@ pub(crate) fn looks_like_python(target: &Target) -> PythonTarget {
     }
 }
 
-/// Opens a file process `pid` has mapped with the module store's checked
-/// opener ([`stoke_sample::procfs::open_mapped_file`]: through the target's
+/// The bytes of a file process `pid` has mapped, by its path, from the
+/// module store: opened once through the process-facts seam (the target's
 /// root, checked against the mapping's device and inode, else its
-/// `map_files` link; never blocking, regular files only).
-fn open_target_file(pid: Pid, path: &Path) -> std::io::Result<std::fs::File> {
-    let mappings = stoke_sample::procfs::executable_mappings(pid).map_err(std::io::Error::other)?;
+/// `map_files` link; never blocking, regular files only), mapped, and
+/// shared with the unwinder and the symbolizer.
+fn image_of(
+    pid: Pid,
+    path: &Path,
+    store: &mut ModuleStore,
+    facts: &mut dyn ProcessFacts,
+) -> std::io::Result<stoke_python::FileBytes> {
+    let mappings = facts
+        .executable_mappings(pid)
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
     let mapping = mappings
         .iter()
         .find(|m| matches!(&m.kind, MappingKind::File(p) if p == path))
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))?;
-    stoke_sample::procfs::open_mapped_file(pid, mapping).map_err(std::io::Error::other)
+    match store.get(pid, mapping, facts) {
+        Ok(image) => Ok(image),
+        Err(Unloaded::Unavailable(why)) => Err(match why.errno {
+            Some(errno) => std::io::Error::from_raw_os_error(errno),
+            None => std::io::Error::other(why.reason.to_string()),
+        }),
+        Err(Unloaded::NoFile) => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+    }
 }
 
 /// The name of a Python frame: `qualname (file.py:line)`, the file's name only.

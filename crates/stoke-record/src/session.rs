@@ -152,8 +152,11 @@ pub struct Session {
 impl Session {
     /// Attaches to or launches the target and starts sampling.
     pub fn start(target: &Target, mut options: RecordOptions) -> Result<Session, RecordError> {
+        // The module store the recording will use: an attached process's
+        // interpreter is read from it for detection already.
+        let mut store = crate::store::ModuleStore::default();
         let python = if options.python == crate::PythonMode::Auto {
-            crate::python::looks_like_python(target)
+            crate::python::looks_like_python(target, &mut store)
         } else {
             crate::python::PythonTarget::default()
         };
@@ -194,6 +197,7 @@ impl Session {
             crate::sys::priority::raise_own(crate::python::READER_NICE);
         }
         let mut aggregator = Aggregator::with_python(options.unwind, options.python);
+        aggregator.adopt_store(store);
         if let Some((pid, interpreter)) = python.found {
             aggregator.python.adopt(pid, interpreter);
         }
