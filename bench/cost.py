@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
 """stoke's own cost per sample and fixed cost, beside perf record's.
 
-    python3 bench/cost.py [--stoke PATH [--stoke PATH2]] [--rounds N] [--short S] [--long S]
+    python3 bench/cost.py [--stoke PATH [--stoke PATH2]] [--rounds N] [--durations 1,3,6]
                           [--target python|native]
 
 From the repository root. A one-thread CPU spinner runs (a Python loop by
 default, so Python frames are read too; `--target native` spins in C, built
 with gcc); each profiler is
-attached to it for a short and a long recording (3 s and 6 s by default).
+attached to it for recordings of several lengths (1, 3 and 6 s by default).
 The profiler's own CPU time (user + system, from wait4: it is the only
-process measured, the spinner is not its child) gives
+process measured, the spinner is not its child) against its sample count
+is fitted with a least-squares line in each round:
 
-    per sample = (CPU(long) - CPU(short)) / (samples(long) - samples(short))
-    fixed      = CPU(short) - samples(short) * per sample
+    per sample = the slope (CPU per extra sample)
+    fixed      = the intercept (CPU of a recording with no samples)
+
+(two lengths alone made the intercept swing by tens of ms, even below 0,
+with a few ms of noise in either run)
 
 so start-up, attaching and naming (stoke) or writing perf.data (perf) land
 in the fixed cost and the steady work of each sample in the marginal one.
@@ -65,21 +69,34 @@ def perf_run(pid, seconds, cwd):
     return cpu, int(m.group(1))
 
 
-def costs(runs, rounds, short, long_):
+def fit(points):
+    """Least-squares line through (samples, CPU seconds): (slope, intercept)."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    if sxx == 0:
+        return None
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return slope, my - slope * mx
+
+
+def costs(runs, rounds, durations):
     """Per profiler, (per sample, fixed, rounds used): every profiler is run
     in each round, in turn, so that a change in the machine's load falls on
-    all of them alike."""
+    all of them alike; each round fits a line through its recordings of
+    every duration (CPU against samples): the slope is the cost per sample,
+    the intercept the fixed cost."""
     per = {name: [] for name, _ in runs}
     fixed = {name: [] for name, _ in runs}
     for _ in range(rounds):
         for name, run in runs:
-            c1, n1 = run(short)
-            c2, n2 = run(long_)
-            if n2 <= n1:
+            points = [(n, c) for c, n in (run(d) for d in durations)]
+            line = fit(points)
+            if line is None or line[0] <= 0:
                 continue
-            p = (c2 - c1) / (n2 - n1)
-            per[name].append(p)
-            fixed[name].append(c1 - n1 * p)
+            per[name].append(line[0])
+            fixed[name].append(line[1])
     return [(name, (statistics.median(per[name]), statistics.median(fixed[name]),
                     len(per[name])) if per[name] else None) for name, _ in runs]
 
@@ -90,11 +107,14 @@ def main():
                     help="a stoke binary (default target/release/stoke); give it "
                          "more than once to compare builds in the same rounds")
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--short", type=float, default=3.0)
-    ap.add_argument("--long", type=float, default=6.0)
+    ap.add_argument("--durations", default="1,3,6",
+                    help="recording lengths in seconds, comma-separated (at least two)")
     ap.add_argument("--freq", type=int, default=FREQ)
     ap.add_argument("--target", choices=["python", "native"], default="python")
     args = ap.parse_args()
+    durations = [float(d) for d in args.durations.split(",") if d]
+    if len(set(durations)) < 2:
+        sys.exit("cost.py: --durations needs at least two different lengths")
     globals()["FREQ"] = args.freq
     stokes = [os.path.abspath(p) for p in (args.stoke or ["target/release/stoke"])]
     build = tempfile.TemporaryDirectory(prefix="stoke-cost-spin-")
@@ -115,13 +135,15 @@ def main():
                 runs.append(("perf record -g", lambda s: perf_run(spinner.pid, s, cwd)))
             else:
                 print("cost.py: perf not found; stoke only", file=sys.stderr)
-            rows = costs(runs, args.rounds, args.short, args.long)
+            rows = costs(runs, args.rounds, durations)
     finally:
         spinner.kill()
         spinner.wait()
         build.cleanup()
-    print(f"{FREQ} Hz, one spinning {args.target} thread, {args.short:g} s vs {args.long:g} s, "
-          f"median of {args.rounds} rounds")
+    load = open("/proc/loadavg").read().split()[0]
+    print(f"{FREQ} Hz, one spinning {args.target} thread, recordings of "
+          f"{', '.join(f'{d:g}' for d in durations)} s fitted per round, "
+          f"median of {args.rounds} rounds; load {load} at the end")
     if len(stokes) > 1:
         for i, stoke in enumerate(stokes):
             print(f"stoke #{i + 1}: {stoke}")
