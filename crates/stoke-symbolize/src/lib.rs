@@ -416,17 +416,20 @@ impl Symbolizer {
         self.name_self_by_symbols = true;
     }
 
-    /// Whether a module is stoke's own executable, by build-id.
-    fn is_self(&mut self, build_id: Option<&BuildId>) -> bool {
-        let Some(id) = build_id.filter(|_| self.name_self_by_symbols) else {
-            return false;
-        };
+    /// Stoke's own build-id, when its executable is to be named by symbols
+    /// only. A module is compared by the build-id of the file opened, not
+    /// only the one its mapping reported: a process that predates the
+    /// recording (stoke itself) is known from /proc maps, without one.
+    fn own_build_id(&mut self) -> Option<Vec<u8>> {
+        if !self.name_self_by_symbols {
+            return None;
+        }
         let own = self.own_build_id.get_or_insert_with(|| {
             let path = Path::new("/proc/self/exe");
             let file = std::fs::File::open(path).ok()?;
             elf::ElfImage::open_file(path, &file).ok()?.build_id
         });
-        own.as_deref() == Some(id.0.as_slice())
+        own.clone()
     }
 
     /// Drops every parsed module (symbol tables, debug info, the debug
@@ -495,9 +498,9 @@ impl Symbolizer {
                 Some(id)
             }
         };
-        let symbols_only = self.is_self(request.build_id);
+        let own_build_id = self.own_build_id();
         let source = ModuleSource {
-            symbols_only,
+            symbols_only_for: own_build_id.as_deref(),
             opened_path: &opened,
             target_path: request.path,
             root: request.root,

@@ -31,8 +31,9 @@ pub(crate) struct ModuleSource<'a> {
     pub(crate) map: Option<Arc<Mmap>>,
     /// How files (the binary when not mapped, its debug files) are opened.
     pub(crate) open: FileOpener,
-    /// Name by symbol tables only, leaving DWARF inside the binary unread.
-    pub(crate) symbols_only: bool,
+    /// Name by symbol tables only, leaving DWARF inside the binary unread,
+    /// when the binary's build-id is this one (stoke's own).
+    pub(crate) symbols_only_for: Option<&'a [u8]>,
 }
 
 /// A parsed module, ready for lookups.
@@ -71,6 +72,7 @@ impl Module {
             open: source.open,
         };
         let build_id = binary.build_id.as_deref().or(source.build_id);
+        let symbols_only = source.symbols_only_for.is_some() && source.symbols_only_for == build_id;
         let debug = if binary.has_dwarf {
             None
         } else {
@@ -78,7 +80,7 @@ impl Module {
         };
         let dwarf_image = match &debug {
             Some(image) => options.reads_separate_dwarf().then_some(image),
-            None => (binary.has_dwarf && !source.symbols_only).then_some(&binary),
+            None => (binary.has_dwarf && !symbols_only).then_some(&binary),
         };
         let mut warnings = Vec::new();
         let dwarf = dwarf_image.and_then(|image| {
