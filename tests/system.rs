@@ -409,3 +409,45 @@ fn the_ptrace_backend_cannot_record_every_cpu() {
         &["ptrace backend", "cannot record every CPU"],
     );
 }
+
+#[test]
+fn follow_new_matches_the_executable_of_a_process_run_through_another_name() {
+    needs_per_cpu!();
+    // The fixture's file is `fnx_real`; it is run through a symlink named
+    // `fnx_link`, so its command name does not match and its file does.
+    let real = c_fixture_named("threads", Build::FramePointers, "fnx_real");
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("fnx_link");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let out = dir.path().join("out.folded");
+    let mut cmd = stoke_record(dir.path());
+    cmd.args([
+        "-F",
+        HZ,
+        "--name",
+        "fnx_re*",
+        "--follow-new",
+        "-d",
+        "2.5",
+        "-o",
+    ])
+    .arg(&out);
+    let mut stoke = common::RunningStoke::spawn(&mut cmd);
+    stoke.wait_for_stderr_line("stoke: recording");
+    let mut linked = Command::new(&link);
+    linked.arg("1");
+    let linked = LiveFixture::spawn(linked);
+    let mut other = Command::new(c_fixture_named(
+        "threads",
+        Build::FramePointers,
+        "fnx_other",
+    ));
+    other.arg("1");
+    let _other = LiveFixture::spawn(other);
+    let outcome = stoke.finish();
+    outcome.assert_success();
+    drop(linked);
+    let folded = Folded::read(&out);
+    let roots: Vec<&str> = folded.roots().into_iter().collect();
+    assert_eq!(roots, ["fnx_link"], "{}", outcome.stderr);
+}

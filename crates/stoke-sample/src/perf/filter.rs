@@ -38,12 +38,30 @@ pub(crate) enum Keep {
 #[derive(Clone, Debug)]
 pub(crate) struct TaskFilter {
     keep: Keep,
+    /// Processes that exec'd into a name the `follow_new` pattern does not
+    /// match: the first file their new image maps is the executable, whose
+    /// file name is matched then (a command run through a symlink or a
+    /// name cut at 15 bytes).
+    awaiting_executable: HashSet<Pid>,
+}
+
+/// The file name of a file mapping.
+fn mapped_file_name(mapping: &stoke_model::Mapping) -> Option<String> {
+    match &mapping.kind {
+        stoke_model::MappingKind::File(path) => path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned()),
+        _ => None,
+    }
 }
 
 impl TaskFilter {
     /// A filter keeping `keep`.
     pub(crate) fn new(keep: Keep) -> TaskFilter {
-        TaskFilter { keep }
+        TaskFilter {
+            keep,
+            awaiting_executable: HashSet::new(),
+        }
     }
 
     /// Whether any process is still followed (always for [`Keep::All`]).
@@ -83,6 +101,14 @@ impl TaskFilter {
                     } if follow_new.as_ref().is_some_and(|p| p.matches(name, None)) => {
                         out.insert(*pid);
                     }
+                    // A superset: any process mapping a matching file.
+                    Event::Mmap { pid, mapping, .. }
+                        if follow_new.as_ref().is_some_and(|p| {
+                            mapped_file_name(mapping).is_some_and(|n| p.matches("", Some(&n)))
+                        }) =>
+                    {
+                        out.insert(*pid);
+                    }
                     _ => {}
                 }
             }
@@ -94,6 +120,7 @@ impl TaskFilter {
 
     /// Whether `event` is kept; updates the set from forks, execs and exits.
     pub(crate) fn keep(&mut self, event: &Event) -> bool {
+        let awaiting_executable = &mut self.awaiting_executable;
         let Keep::Processes {
             pids,
             awaiting_exec,
@@ -125,19 +152,35 @@ impl TaskFilter {
                 if *exec && *awaiting_exec == Some(*pid) {
                     *awaiting_exec = None;
                 }
-                if *exec && follow_new.as_ref().is_some_and(|p| p.matches(name, None)) {
-                    pids.insert(*pid);
+                if let (true, Some(pattern)) = (*exec, follow_new.as_ref()) {
+                    if pattern.matches(name, None) {
+                        pids.insert(*pid);
+                    } else if !pids.contains(pid) {
+                        awaiting_executable.insert(*pid);
+                    }
                 }
                 pids.contains(pid) && *awaiting_exec != Some(*pid)
             }
             Event::Exit { pid, tid } => {
                 let member = pids.contains(pid);
-                if member && tid.0 == pid.0 {
+                if tid.0 == pid.0 {
                     pids.remove(pid);
+                    awaiting_executable.remove(pid);
                 }
                 member
             }
-            Event::Mmap { pid, .. } => pids.contains(pid) && *awaiting_exec != Some(*pid),
+            Event::Mmap { pid, mapping, .. } => {
+                if let Some(name) = mapped_file_name(mapping) {
+                    if awaiting_executable.remove(pid)
+                        && follow_new
+                            .as_ref()
+                            .is_some_and(|p| p.matches("", Some(&name)))
+                    {
+                        pids.insert(*pid);
+                    }
+                }
+                pids.contains(pid) && *awaiting_exec != Some(*pid)
+            }
             Event::Sample(s) => pids.contains(&s.pid) && *awaiting_exec != Some(s.pid),
             Event::Switch { pid, .. } => pids.contains(pid) && *awaiting_exec != Some(*pid),
             Event::Stopped { .. } => true,
@@ -271,5 +314,50 @@ mod tests {
         assert!(!f.keep(&exec("other")));
         assert!(f.keep(&exec("worker")));
         assert!(f.keep(&sample(5)));
+    }
+
+    fn file_mapping(pid: u32, path: &str) -> Event {
+        Event::Mmap {
+            pid: Pid(pid),
+            tid: Tid(pid),
+            mapping: stoke_model::Mapping {
+                start: stoke_model::Avma(0x1000),
+                end: stoke_model::Avma(0x2000),
+                file_offset: 0,
+                kind: stoke_model::MappingKind::File(path.into()),
+                dev: 0,
+                inode: 0,
+                build_id: None,
+                executable: true,
+            },
+        }
+    }
+
+    #[test]
+    fn new_processes_whose_executable_matches_join() {
+        let mut f = TaskFilter::new(Keep::Processes {
+            pids: HashSet::new(),
+            awaiting_exec: None,
+            follow_new: Some(NamePattern::new("work*")),
+        });
+        let exec = |pid: u32, name: &str| Event::Comm {
+            pid: Pid(pid),
+            tid: Tid(pid),
+            name: name.into(),
+            exec: true,
+        };
+        // Run through a symlink `run`: the comm does not match, the file does.
+        assert!(!f.keep(&exec(5, "run")));
+        assert!(f
+            .candidates(&[(1, file_mapping(5, "/opt/worker"))])
+            .unwrap()
+            .contains(&Pid(5)));
+        assert!(f.keep(&file_mapping(5, "/opt/worker")));
+        assert!(f.keep(&sample(5)));
+        // Only the executable (the first file mapped after exec) counts.
+        assert!(!f.keep(&exec(6, "other")));
+        assert!(!f.keep(&file_mapping(6, "/usr/bin/other")));
+        assert!(!f.keep(&file_mapping(6, "/usr/lib/libworker.so")));
+        assert!(!f.keep(&sample(6)));
     }
 }
