@@ -451,3 +451,48 @@ fn follow_new_matches_the_executable_of_a_process_run_through_another_name() {
     let roots: Vec<&str> = folded.roots().into_iter().collect();
     assert_eq!(roots, ["fnx_link"], "{}", outcome.stderr);
 }
+
+/// Idle and total jiffies of all CPUs, from /proc/stat's `cpu` line.
+fn idle_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let line = stat.lines().find(|l| l.starts_with("cpu ")).unwrap();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest counted in user).
+    let total = fields.iter().take(8).sum();
+    (fields[3] + fields[4], total)
+}
+
+#[test]
+fn idle_time_is_shown_only_when_asked() {
+    needs_per_cpu!();
+    let before = idle_jiffies();
+    let (outcome, folded, _dir) = record(&["-a", "--idle", "-d", "1.5"]);
+    let after = idle_jiffies();
+    let (idle, total) = (after.0 - before.0, after.1 - before.1);
+    let measured = idle as f64 / total.max(1) as f64;
+    let idle_share = folded.share(|s| s.root() == "[idle]");
+    if !outcome.stderr.contains("cpu-clock") {
+        eprintln!("skipped: sampling by cycles, which do not count while a CPU idles");
+    } else if measured < 0.2 {
+        eprintln!(
+            "skipped: the machine was busy (idle {:.0} % of CPU time while recorded)",
+            measured * 100.0
+        );
+    } else {
+        assert!(
+            (idle_share - measured).abs() < 0.2,
+            "[idle] {idle_share:.2} of samples, /proc/stat idle {measured:.2}; {}",
+            outcome.stderr
+        );
+    }
+    let (outcome, folded, _dir) = record(&["-a", "-d", "1"]);
+    assert!(
+        !folded.roots().contains("[idle]"),
+        "[idle] without --idle; {}",
+        outcome.stderr
+    );
+}
