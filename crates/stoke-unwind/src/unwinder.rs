@@ -97,7 +97,11 @@ impl Unwinder {
                     UnwindMode::Auto => framepointer::step(&regs, read_stack, false),
                 },
                 Some(Code::Module(module)) => {
-                    self.module_step(module, lookup, mode, &regs, read_stack)
+                    // Only the interrupted frame itself may be a leaf that
+                    // has not touched the stack yet.
+                    let leaf = pushed == 1;
+                    let is_code = &mut |addr: u64| find_code(addr).is_some();
+                    self.module_step(module, lookup, mode, &regs, read_stack, leaf, is_code)
                 }
             };
             let (caller, signal) = match step {
@@ -136,6 +140,12 @@ impl Unwinder {
 
     /// One step out of a frame in a module: its CFI (a cached row, else its
     /// FDE), or in [`UnwindMode::Auto`] frame pointers where it has none.
+    ///
+    /// `leaf`: the frame is the one interrupted (the first of the stack),
+    /// which without CFI may be a leaf that has pushed nothing, as in
+    /// hand-written assembly that ends its FDE early (glibc's `clone3` ends
+    /// it before its `syscall`): see [`without_cfi`].
+    #[allow(clippy::too_many_arguments)]
     fn module_step(
         &mut self,
         module: ModuleRef<'_>,
@@ -143,6 +153,8 @@ impl Unwinder {
         mode: UnwindMode,
         regs: &Registers,
         read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>,
+        leaf: bool,
+        is_code: &mut dyn FnMut(u64) -> bool,
     ) -> Result<Step, TruncationReason> {
         let svma = lookup.wrapping_sub(module.bias);
         match mode {
@@ -162,12 +174,50 @@ impl Unwinder {
                         // A process's entry stub without CFI is its root.
                         None if module.info.is_entry_stub(svma) => Ok(Step::Root),
                         None if mode == UnwindMode::Auto => {
-                            framepointer::step(regs, read_stack, false)
+                            without_cfi(regs, read_stack, leaf, is_code)
                         }
                         None => Err(TruncationReason::NoUnwindInfo),
                     },
                 }
             }
         }
+    }
+}
+
+/// A step out of module code without CFI, in [`UnwindMode::Auto`]: by
+/// frame pointers, except for the interrupted frame (`leaf`), which may not
+/// have touched the stack yet. Its return address is then the word at
+/// `rsp`, taken when it points into code; a 0 there ends the stack (a
+/// thread's first instruction, the child's side of `clone3`), unless frame
+/// pointers lead back into code.
+fn without_cfi(
+    regs: &Registers,
+    read_stack: &mut dyn FnMut(u64) -> Result<u64, ()>,
+    leaf: bool,
+    is_code: &mut dyn FnMut(u64) -> bool,
+) -> Result<Step, TruncationReason> {
+    let by_frame_pointer = framepointer::step(regs, read_stack, false);
+    let Some(sp) = regs.get(DwarfReg::Rsp).filter(|_| leaf) else {
+        return by_frame_pointer;
+    };
+    match read_stack(sp) {
+        Ok(0) => match by_frame_pointer {
+            Ok(Step::Caller { regs: caller, .. })
+                if caller.get(DwarfReg::Rip).is_some_and(&mut *is_code) =>
+            {
+                by_frame_pointer
+            }
+            _ => Ok(Step::Root),
+        },
+        Ok(ra) if is_code(ra) => {
+            let mut caller = *regs;
+            caller.set(DwarfReg::Rip, ra);
+            caller.set(DwarfReg::Rsp, sp.wrapping_add(8));
+            Ok(Step::Caller {
+                regs: caller,
+                signal: false,
+            })
+        }
+        _ => by_frame_pointer,
     }
 }

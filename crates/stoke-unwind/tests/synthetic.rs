@@ -275,6 +275,48 @@ fn frame_pointers_cover_code_without_cfi() {
 }
 
 #[test]
+fn an_interrupted_leaf_without_cfi_returns_through_the_word_at_the_stack_pointer() {
+    let info = module();
+    // Like glibc's clone3, stopped at its `syscall`, past the end of its
+    // FDE: nothing pushed, the return address at rsp, rbp a scratch value.
+    let stack = StackCopy::from_words(SP, &[BIAS + ROOT + 0x20, 0]);
+    let regs = Registers::new(BIAS + NO_CFI + 0x10, SP, 0x1235);
+    let (frames, end) = run(&info, regs, UnwindMode::Auto, &stack, 64);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(frames, [Ip(BIAS + NO_CFI + 0x10), Ra(BIAS + ROOT + 0x20)]);
+
+    // A word at rsp that is no code address: frame pointers, as before.
+    let stack = StackCopy::from_words(SP, &[0x1234_5678, 0]);
+    let (frames, end) = run(&info, regs, UnwindMode::Auto, &stack, 64);
+    assert_eq!(frames.len(), 1);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::Corrupt));
+
+    // A 0 at rsp: a thread's first instruction, the end of its stack.
+    let stack = StackCopy::from_words(SP, &[0, BIAS + ROOT + 0x20]);
+    let (frames, end) = run(&info, regs, UnwindMode::Auto, &stack, 64);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(frames, [Ip(BIAS + NO_CFI + 0x10)]);
+
+    // Strict DWARF takes no guess.
+    let stack = StackCopy::from_words(SP, &[BIAS + ROOT + 0x20, 0]);
+    let (_, end) = run(&info, regs, UnwindMode::Dwarf, &stack, 64);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::NoUnwindInfo));
+}
+
+#[test]
+fn a_caller_without_cfi_is_no_leaf_and_is_left_only_by_frame_pointers() {
+    let info = module();
+    // leaf (rbx pushed) returns into code without CFI; the word above is a
+    // return into root, but that function has run and pushed: no guess.
+    let words = [0xb0b, BIAS + NO_CFI + 0x10, BIAS + ROOT + 0x20, 0];
+    let stack = StackCopy::from_words(SP, &words);
+    let regs = Registers::new(BIAS + LEAF + 0x10, SP, 0x1235);
+    let (frames, end) = run(&info, regs, UnwindMode::Auto, &stack, 64);
+    assert_eq!(frames, [Ip(BIAS + LEAF + 0x10), Ra(BIAS + NO_CFI + 0x10)]);
+    assert_eq!(end, StackEnd::Truncated(TruncationReason::Corrupt));
+}
+
+#[test]
 fn frame_pointer_chain_rejects_a_frame_record_below_the_stack_pointer() {
     let info = module();
     let stack = StackCopy::from_words(SP, &[0; 8]);
