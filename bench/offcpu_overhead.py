@@ -2,7 +2,8 @@
 """Target slowdown under wall-clock profiling: stoke on perf events, stoke
 on ptrace, and perf's own off-CPU recipe.
 
-    python3 bench/offcpu_overhead.py [--rounds N] [--json out.json] [--decompose] [--pin CPU]
+    python3 bench/offcpu_overhead.py [--rounds N] [--json out.json] [--decompose] [--floor]
+                                     [--pin CPU]
 
 from the repository root (python3 standard library only; needs gcc, a
 built `target/release/stoke` (built if missing) and, for the perf row,
@@ -23,6 +24,13 @@ of wall mode away, to find where its cost goes: `--mode cpu` (the clock
 event alone), `--mode off-cpu` (the context-switch event and its switch
 records alone), wall mode with `--unwind fp` (no user stack copies) and
 with `-F 99` (a tenth of the switch-out samples).
+
+`--floor` adds, on the ping-pong only, what the kernel's mechanisms cost
+without stoke: perf counting context switches (`perf stat`), and perf
+recording switch records (`--switch-events`) beside a clock event or a
+context-switch sampling event, per task and for every CPU (`-a`), with
+`stoke record -a --mode wall` beside them: timing every switch costs this
+much whoever reads the records.
 
 `--pin CPU` runs every workload under `taskset -c CPU` (the profilers stay
 free to run elsewhere): both ping-pong threads then share one CPU, and its
@@ -53,6 +61,21 @@ PARTS = {
     "stoke wall perf F99": ["--mode", "wall", "-F", "99"],
 }
 
+# --floor: label -> perf command before `-- TARGET` (ping-pong only); the
+# last one is stoke's, for every CPU, beside perf's per-CPU rows.
+FLOOR = {
+    "perf stat cs": ["perf", "stat", "-e", "context-switches", "-x,", "-o", "/dev/null"],
+    "perf clock+switch": ["perf", "record", "-q", "-e", "cpu-clock", "-F", "999",
+                          "--switch-events"],
+    "perf cs+switch": ["perf", "record", "-q", "-e", "context-switches", "-F", "999",
+                       "--switch-events"],
+    "perf -a clock+switch": ["perf", "record", "-q", "-a", "-e", "cpu-clock", "-F", "999",
+                             "--switch-events"],
+    "perf -a cs+switch": ["perf", "record", "-q", "-a", "-e", "context-switches", "-F",
+                          "999", "--switch-events"],
+    "stoke -a wall": ["STOKE", "record", "-a", "--mode", "wall"],
+}
+
 
 def build(tmp):
     if not os.path.exists(STOKE):
@@ -68,6 +91,12 @@ def run_once(variant, target, tmp):
     kept = None
     if variant == "bare":
         out = subprocess.run(target, capture_output=True, text=True, check=True).stdout
+    elif variant in FLOOR:
+        argv = [STOKE if a == "STOKE" else a for a in FLOOR[variant]]
+        if argv[1] == "record":
+            argv += ["-o", os.path.join(tmp, "floor.data" if argv[0] == "perf" else "x.folded")]
+        out = subprocess.run([*argv, "--", *target], capture_output=True, text=True,
+                             check=True).stdout
     elif variant.startswith("stoke"):
         if variant in PARTS:
             args = ["--backend", "perf", *PARTS[variant]]
@@ -100,6 +129,8 @@ def main():
     parser.add_argument("--json")
     parser.add_argument("--decompose", action="store_true",
                         help="also time parts of wall mode on the ping-pong")
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the kernel's switch mechanisms under perf on the ping-pong")
     parser.add_argument("--pin", metavar="CPU",
                         help="run the workloads under taskset -c CPU")
     args = parser.parse_args()
@@ -107,6 +138,8 @@ def main():
     variants = [v for v in VARIANTS if not v.startswith("perf") or shutil.which("perf")]
     if args.decompose:
         variants += list(PARTS)
+    if args.floor and shutil.which("perf"):
+        variants += list(FLOOR)
     with tempfile.TemporaryDirectory() as tmp:
         binary = build(tmp)
         results = {}
@@ -115,7 +148,7 @@ def main():
             loads.append(float(open("/proc/loadavg").read().split()[0]))
             for label, argv in WORKLOADS:
                 for variant in variants:
-                    if variant in PARTS and label != "ping-pong":
+                    if (variant in PARTS or variant in FLOOR) and label != "ping-pong":
                         continue
                     elapsed, kept = run_once(variant, [*pin, binary, *argv], tmp)
                     cell = results.setdefault((label, variant), {"elapsed": [], "kept": []})
