@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use stoke_profile::top_self;
+use stoke_profile::{top_self, FrameKind};
 use stoke_record::{Backend, Recording, StackStats, StopReason};
 use stoke_sample::KernelTime;
 use stoke_unwind::TruncationReason;
@@ -333,8 +333,14 @@ fn doctor_hints(recording: &Recording) -> Vec<String> {
     let profile = &recording.profile;
     let total = profile.total_samples();
     let mut unnamed: HashMap<&str, u64> = HashMap::new();
-    for (_, stack, count) in profile.samples() {
+    // Unnamed JIT code, by process name.
+    let mut jit: HashMap<&str, u64> = HashMap::new();
+    for (thread, stack, count) in profile.samples() {
         let frame = profile.frame(profile.stack_frame(stack));
+        if frame.kind == FrameKind::Jit && frame.name == "[unknown]" {
+            let process = profile.thread(thread).process_name.as_deref();
+            *jit.entry(process.unwrap_or("")).or_default() += count;
+        }
         if let Some(module) = frame.module.as_deref() {
             let prefix_len = module.len() + 3;
             if frame.name.len() > prefix_len
@@ -344,6 +350,23 @@ fn doctor_hints(recording: &Recording) -> Vec<String> {
                 *unnamed.entry(module).or_default() += count;
             }
         }
+    }
+    let mut jit: Vec<(&str, u64)> = jit
+        .into_iter()
+        .filter(|(_, n)| total > 0 && *n as f64 >= total as f64 * UNNAMED_MODULE_SHARE)
+        .collect();
+    jit.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    for (process, n) in jit {
+        hints.push(format!(
+            "{:.1}% of samples are in JIT code{} that has no names (no /tmp/perf-PID.map): {}",
+            percent(n, total),
+            if process.is_empty() {
+                String::new()
+            } else {
+                format!(" of {process}")
+            },
+            jit_fix(process)
+        ));
     }
     let mut unnamed: Vec<(&str, u64)> = unnamed
         .into_iter()
@@ -357,6 +380,22 @@ fn doctor_hints(recording: &Recording) -> Vec<String> {
         ));
     }
     hints
+}
+
+/// How the runtime called `process` is made to write a perf map.
+fn jit_fix(process: &str) -> &'static str {
+    let name = process.rsplit('/').next().unwrap_or(process);
+    if name.starts_with("node") || name == "deno" {
+        "start node with --perf-basic-prof (and --interpreted-frames-native-stack)"
+    } else if name == "java" || name.starts_with("java") {
+        "start java with -XX:+PreserveFramePointer and a perf map agent (or -XX:+DumpPerfMapAtExit)"
+    } else if name.starts_with("python") {
+        "start Python 3.12+ with -X perf"
+    } else if name == "dotnet" {
+        "set DOTNET_PerfMapEnabled=1"
+    } else {
+        "have the runtime write a perf map"
+    }
 }
 
 /// What became of a launched command that had not exited by itself when

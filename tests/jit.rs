@@ -95,4 +95,38 @@ fn node_with_perf_basic_prof_gives_whole_stacks() {
         js * 100.0,
         recording.outcome
     );
+    assert!(
+        !recording.outcome.stderr.contains("JIT code"),
+        "named JIT code needs no hint\n{}",
+        recording.outcome
+    );
+}
+
+#[test]
+fn node_without_a_perf_map_is_told_how_to_name_its_javascript() {
+    let Some(node) = find_in_path("node") else {
+        return skip("node hint", "node is not installed");
+    };
+    let script = "const end = Date.now() + 1000; let s = 0;\n\
+        while (Date.now() < end) for (let i = 0; i < 100000; i++) s += i % 7;\n\
+        if (s < 0) console.log(s);\n";
+    let recording = record_command(&[], &[node.as_os_str(), "-e".as_ref(), script.as_ref()]);
+    // Most samples are in JavaScript, which has no names without a map.
+    let unnamed = recording
+        .folded
+        .share(|s| s.user_leaf() == Some("[unknown]_[j]"));
+    assert!(
+        unnamed > 0.3,
+        "{:.1} % unnamed JIT samples\n{}",
+        unnamed * 100.0,
+        recording.outcome
+    );
+    let hint = recording
+        .outcome
+        .stderr
+        .lines()
+        .find(|l| l.contains("JIT code of node that has no names"))
+        .unwrap_or_else(|| panic!("no hint for unnamed JIT code\n{}", recording.outcome));
+    assert!(hint.contains("--perf-basic-prof"), "{hint}");
+    assert!(hint.starts_with("stoke: "), "{hint}");
 }
