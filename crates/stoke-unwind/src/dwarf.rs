@@ -182,9 +182,13 @@ fn step_in<'a, S: UnwindSection<Reader<'a>>>(
         CfaRule::Expression(e) => machine.evaluate(expression(e)?, encoding, None)?,
     };
     // The CFA is the caller's stack pointer: above ours, except across a
-    // signal frame (the handler may run on an alternate stack). Checked
-    // before the rules read memory relative to it.
-    if !signal && machine.regs.get(DwarfReg::Rsp).is_some_and(|sp| cfa <= sp) {
+    // signal frame (the handler may run on an alternate stack), or equal to
+    // ours where the return address was popped into a register (glibc's
+    // vfork keeps it in rdi across the syscall). Checked before the rules
+    // read memory relative to it.
+    let ra_in_register = matches!(row.register(ra_register), Some(RegisterRule::Register(_)));
+    let below = |sp: u64| cfa < sp || (cfa == sp && !ra_in_register);
+    if !signal && machine.regs.get(DwarfReg::Rsp).is_some_and(below) {
         return Err(TruncationReason::Corrupt);
     }
 

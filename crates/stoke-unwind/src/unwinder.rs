@@ -121,7 +121,15 @@ impl Unwinder {
                 if signal_frames > MAX_SIGNAL_FRAMES {
                     return truncated(TruncationReason::Corrupt);
                 }
-            } else if regs.get(DwarfReg::Rsp).is_some_and(|old| sp <= old) {
+            } else if regs
+                .get(DwarfReg::Rsp)
+                .is_some_and(|old| sp < old || (sp == old && pushed > 1))
+            {
+                // Each return address above the first was pushed by a call,
+                // so the stack pointer grows. The interrupted frame may
+                // have popped its return address into a register already
+                // (glibc's vfork keeps it in rdi across the syscall): its
+                // caller's stack pointer may equal its own.
                 return truncated(TruncationReason::Corrupt);
             }
             if pushed >= max_frames {

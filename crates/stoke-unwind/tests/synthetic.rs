@@ -27,6 +27,7 @@ const PLT: u64 = 0x4000; // 16-byte entries, CFA expression on rsp and rip
 const TRAMPOLINE: u64 = 0x5000; // signal trampoline, FDE from 0x4fff
 const NO_CFI: u64 = 0x6000; // no FDE
 const EPILOGUE: u64 = 0x7000; // push %rbx at +0, pop %rbx at +0x10: the rule for rbx stays
+const VFORK: u64 = 0x8000; // pop %rdi at +0: return address in rdi, CFA = rsp
 
 fn r(reg: DwarfReg) -> Register {
     Register(reg as u16)
@@ -66,6 +67,13 @@ fn eh_frame() -> Vec<u8> {
     epilogue.add_instruction(1, Cfi::Offset(X86_64::RBX, -16));
     epilogue.add_instruction(0x11, Cfi::CfaOffset(8));
     table.add_fde(plain, epilogue);
+
+    // glibc's __vfork: `pop %rdi` takes the return address off the stack
+    // and keeps it in rdi across the syscall.
+    let mut vfork = FrameDescriptionEntry::new(Address::Constant(VFORK), 0x20);
+    vfork.add_instruction(1, Cfi::CfaOffset(0));
+    vfork.add_instruction(1, Cfi::Register(X86_64::RA, X86_64::RDI));
+    table.add_fde(plain, vfork);
 
     // What ld writes for .plt: CFA = rsp + 8 + ((rip & 15) >= 11 ? 8 : 0).
     let mut plt_cfa = Expression::new();
@@ -314,6 +322,18 @@ fn a_caller_without_cfi_is_no_leaf_and_is_left_only_by_frame_pointers() {
     let (frames, end) = run(&info, regs, UnwindMode::Auto, &stack, 64);
     assert_eq!(frames, [Ip(BIAS + LEAF + 0x10), Ra(BIAS + NO_CFI + 0x10)]);
     assert_eq!(end, StackEnd::Truncated(TruncationReason::Corrupt));
+}
+
+#[test]
+fn a_leaf_that_popped_its_return_address_into_a_register_unwinds() {
+    let info = module();
+    // In __vfork's syscall: the caller's stack pointer is the current one.
+    let stack = StackCopy::from_words(SP, &[0, 0]);
+    let mut regs = Registers::new(BIAS + VFORK + 0x8, SP, 0);
+    regs.set(DwarfReg::Rdi, BIAS + ROOT + 0x20);
+    let (frames, end) = run(&info, regs, UnwindMode::Dwarf, &stack, 64);
+    assert_eq!(end, StackEnd::Complete);
+    assert_eq!(frames, [Ip(BIAS + VFORK + 0x8), Ra(BIAS + ROOT + 0x20)]);
 }
 
 #[test]
