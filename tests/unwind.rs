@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{c_fixture, record_command, rust_fixture, Build, MeasuredSplit};
+use common::{c_fixture, record_command, rust_fixture, Build, MeasuredSplit, Stack};
 
 const MIN_SAMPLES: u64 = 1500;
 
@@ -98,5 +98,40 @@ fn rust_release_build_without_frame_pointers_has_the_measured_split() {
         reach >= 0.99,
         "only {:.1} % reach rust_spin::main",
         reach * 100.0
+    );
+}
+
+#[test]
+fn a_shell_starting_commands_has_whole_stacks_through_vfork_and_execve() {
+    // dash runs each command by vfork then execve: glibc's __vfork keeps its
+    // return address in a register across the syscall, and a sample inside
+    // execve has the old program's registers with the new one's mappings.
+    let recording = record_command(
+        &[],
+        &[
+            "/bin/sh",
+            "-c",
+            "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done",
+        ],
+    );
+    let folded = &recording.folded;
+    let truncated = |s: &Stack| s.frames.iter().any(|f| f.starts_with("[truncated"));
+    let forking = folded.filter(|s| s.contains("__vfork"));
+    assert!(
+        forking.total() > 0,
+        "no sample in vfork\n{}",
+        recording.outcome
+    );
+    assert_eq!(forking.count(truncated), 0, "{forking:#?}");
+    let execs = folded.filter(|s| s.root() == "true" && s.contains("__x64_sys_execve_[k]"));
+    assert_eq!(execs.count(truncated), 0, "{execs:#?}");
+    // What is left: a stack copy cut short by a page not yet faulted in as
+    // a program starts, and similar rare cases.
+    let share = folded.share(truncated);
+    assert!(
+        share < 0.05,
+        "{:.1} % truncated\n{}",
+        share * 100.0,
+        recording.outcome
     );
 }

@@ -76,6 +76,10 @@ pub struct Aggregator {
     period_ns: u64,
     /// Whether a process's threads are counted together, as its main thread.
     merge_threads: bool,
+    /// Threads inside `execve` past its point of no return: until one is
+    /// seen running the new program, its user registers may still be the
+    /// old program's, whose mappings are gone.
+    in_exec: std::collections::HashSet<Tid>,
 }
 
 impl Aggregator {
@@ -128,6 +132,7 @@ impl Aggregator {
             off_cpu: OffCpuTime::default(),
             off_cpu_only: false,
             period_ns: 1_000_000_000 / 999,
+            in_exec: std::collections::HashSet::new(),
             merge_threads: false,
         }
     }
@@ -207,6 +212,7 @@ impl Aggregator {
             } => {
                 if exec {
                     self.python.forget(pid);
+                    self.in_exec.insert(tid);
                 }
                 self.processes.comm(pid, tid, name, exec);
                 self.thread_ids.remove(&tid);
@@ -226,6 +232,7 @@ impl Aggregator {
                 self.intervals.born(tid);
             }
             Event::Exit { pid, tid } => {
+                self.in_exec.remove(&tid);
                 self.processes.exit(pid, tid);
                 self.intervals.exited(tid);
                 self.thread_ids.remove(&tid);
@@ -397,6 +404,21 @@ impl Aggregator {
             user.extend(
                 (sample.user_callchain.iter().enumerate()).map(|(i, &a)| frame_address(i, a)),
             );
+        }
+        if self.in_exec.contains(&sample.tid) {
+            let process = self.processes.process(sample.pid);
+            let unmapped = |a: &FrameAddress| {
+                process.is_none_or(|p| p.find_index(a.lookup_address()).is_none())
+            };
+            if !sample.kernel_stack.is_empty() && user.first().is_some_and(unmapped) {
+                // Still in execve: the new program has not started, and the
+                // user registers are the old one's. The sample is the
+                // kernel's work for the new program, its stack complete.
+                user.clear();
+                end = None;
+            } else {
+                self.in_exec.remove(&sample.tid);
+            }
         }
         let mut python = std::mem::take(&mut self.python_scratch);
         let truncated = matches!(end, Some(StackEnd::Truncated(_)));

@@ -330,3 +330,56 @@ fn a_module_that_is_not_the_mapped_file_truncates_as_a_mismatch_and_lost_records
     };
     assert_eq!(a.module_unavailable(module), Some(replaced));
 }
+
+#[test]
+fn a_sample_inside_execve_is_the_kernel_work_for_the_new_program_not_a_truncation() {
+    let mut a = Aggregator::with_facts(UnwindMode::Dwarf, Box::new(ReplayFacts::new()));
+    let stack = StackBytes {
+        start: 0x7ff0_0000,
+        bytes: vec![0; 64],
+        hit_limit: false,
+    };
+    // In the kernel, with the user registers of the program before exec.
+    let in_kernel = |kernel: bool| {
+        Event::Sample(Sample {
+            pid: CHILD,
+            tid: Tid(CHILD.0),
+            kernel_stack: if kernel {
+                vec![0xffff_ffff_8100_0000, 0xffff_ffff_8100_0100]
+            } else {
+                Vec::new()
+            },
+            user_regs: Some(Registers::new(0x1010, 0x7ff0_0000, 0)),
+            user_stack: Some(stack.clone()),
+            ..Sample::default()
+        })
+    };
+    a.handle(comm(CHILD, CHILD.0, "sh", true));
+    a.handle(mmap(CHILD, file_map(0x1000, 0x2000, 0, "/bin/sh", 1)));
+    a.handle(comm(CHILD, CHILD.0, "tool", true));
+    a.handle(in_kernel(true));
+    a.handle(in_kernel(true));
+    let stats = a.stats();
+    assert!(stats.truncated.is_empty(), "{:?}", stats.truncated);
+    let stacks = a.stacks();
+    assert_eq!(stacks.len(), 1, "{:?}", folded(&a));
+    let (thread, frames, n) = stacks[0];
+    assert_eq!((thread.process_name.as_deref(), n), (Some("tool"), 2));
+    assert_eq!(frames.len(), 2, "{frames:?}");
+    assert!(
+        frames.iter().all(|f| matches!(f, RawFrame::Kernel(_))),
+        "{frames:?}"
+    );
+
+    // Once the new program has run in user mode, an address outside its
+    // modules is a truncation again, in the kernel or not.
+    a.handle(in_kernel(false));
+    a.handle(in_kernel(true));
+    let stats = a.stats();
+    assert_eq!(
+        stats.truncated,
+        [(TruncationReason::NoModule, 2)],
+        "{:?}",
+        folded(&a)
+    );
+}
