@@ -389,7 +389,7 @@ impl Aggregator {
                     self.stack_limit_hits += 1;
                 }
                 let process = self.processes.process_mut(sample.pid);
-                end = Some(self.unwinder.unwind(
+                let unwound = self.unwinder.unwind(
                     sample.pid,
                     process,
                     regs,
@@ -397,7 +397,17 @@ impl Aggregator {
                     &mut user,
                     &mut self.store,
                     self.facts.as_mut(),
-                ));
+                );
+                end = Some(match unwound {
+                    // Less was copied than asked for: the kernel met memory
+                    // it could not read, and a larger copy would not help.
+                    StackEnd::Truncated(TruncationReason::StackCopyExhausted)
+                        if !stack.hit_limit =>
+                    {
+                        StackEnd::Truncated(TruncationReason::StackCopyCut)
+                    }
+                    other => other,
+                });
             }
         }
         if end.is_none() {

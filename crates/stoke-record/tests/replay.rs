@@ -383,3 +383,61 @@ fn a_sample_inside_execve_is_the_kernel_work_for_the_new_program_not_a_truncatio
         folded(&a)
     );
 }
+
+/// The executable mapping of this test binary, as the kernel reports it.
+fn own_code_mapping() -> Mapping {
+    let exe = std::fs::read_link("/proc/self/exe").unwrap();
+    let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+    let line = maps
+        .lines()
+        .find(|l| l.contains(" r-xp ") && l.ends_with(exe.to_str().unwrap()))
+        .expect("the test binary's code mapping");
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let (start, end) = fields[0].split_once('-').unwrap();
+    let hex = |s: &str| u64::from_str_radix(s, 16).unwrap();
+    let mut mapping = file_map(hex(start), hex(end), hex(fields[2]), "/srv/own", 0);
+    mapping.dev = 0;
+    mapping
+}
+
+#[inline(never)]
+fn a_function_with_cfi() -> u64 {
+    std::hint::black_box(7)
+}
+
+#[test]
+fn a_stack_copy_cut_short_by_the_kernel_is_told_apart_from_one_too_small() {
+    let exe = std::fs::read_link("/proc/self/exe").unwrap();
+    let facts = ReplayFacts::new().module_file("/srv/own", exe);
+    let mut a = Aggregator::with_facts(UnwindMode::Dwarf, Box::new(facts));
+    a.handle(comm(P, P.0, "own", true));
+    a.handle(mmap(P, own_code_mapping()));
+    // At the function's first instruction its return address is at rsp,
+    // which the empty copy does not hold.
+    let ip = a_function_with_cfi as *const () as u64;
+    let sample = |hit_limit: bool| {
+        Event::Sample(Sample {
+            pid: P,
+            tid: Tid(P.0),
+            user_regs: Some(Registers::new(ip, 0x7ff0_0000, 0)),
+            user_stack: Some(StackBytes {
+                start: 0x7ff0_0000,
+                bytes: Vec::new(),
+                hit_limit,
+            }),
+            ..Sample::default()
+        })
+    };
+    a.handle(sample(true));
+    a.handle(sample(false));
+    a.handle(sample(false));
+    let mut truncated = a.stats().truncated;
+    truncated.sort();
+    assert_eq!(
+        truncated,
+        [
+            (TruncationReason::StackCopyExhausted, 1),
+            (TruncationReason::StackCopyCut, 2)
+        ]
+    );
+}

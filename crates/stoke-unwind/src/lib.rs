@@ -88,6 +88,12 @@ pub enum UnwindMode {
 pub enum TruncationReason {
     /// The stack copy ended before the next frame was read.
     StackCopyExhausted,
+    /// The stack copy ended before the next frame was read, short of the
+    /// size asked for: the kernel stopped at memory it could not read (a
+    /// stack page not yet faulted in, as a program starts, or the end of
+    /// the stack), so a larger copy would not have helped. Set by the
+    /// caller, which knows how much was asked for.
+    StackCopyCut,
     /// An address that lies in no known module.
     NoModule,
     /// No CFI row covers the address and frame pointers did not help.
@@ -147,6 +153,9 @@ impl fmt::Display for TruncationReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             TruncationReason::StackCopyExhausted => f.write_str("stack copy too small"),
+            TruncationReason::StackCopyCut => {
+                f.write_str("stack copy cut short at unreadable memory")
+            }
             TruncationReason::NoModule => f.write_str("address outside any module"),
             TruncationReason::NoUnwindInfo => f.write_str("no unwind info"),
             TruncationReason::BadRule(r) => write!(f, "bad unwind rule: {r}"),
