@@ -351,12 +351,7 @@ fn doctor_hints(recording: &Recording) -> Vec<String> {
             }
         }
     }
-    let mut jit: Vec<(&str, u64)> = jit
-        .into_iter()
-        .filter(|(_, n)| total > 0 && *n as f64 >= total as f64 * UNNAMED_MODULE_SHARE)
-        .collect();
-    jit.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    for (process, n) in jit {
+    for (process, n) in worth_a_hint(jit, total) {
         hints.push(format!(
             "{:.1}% of samples are in JIT code{} that has no names (no /tmp/perf-PID.map): {}",
             percent(n, total),
@@ -368,18 +363,24 @@ fn doctor_hints(recording: &Recording) -> Vec<String> {
             jit_fix(process)
         ));
     }
-    let mut unnamed: Vec<(&str, u64)> = unnamed
-        .into_iter()
-        .filter(|(_, n)| total > 0 && *n as f64 >= total as f64 * UNNAMED_MODULE_SHARE)
-        .collect();
-    unnamed.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
-    for (module, n) in unnamed {
+    for (module, n) in worth_a_hint(unnamed, total) {
         hints.push(format!(
             "{:.1}% of samples are in {module}, which has no symbols for them",
             percent(n, total)
         ));
     }
     hints
+}
+
+/// The entries of `counts` with at least [`UNNAMED_MODULE_SHARE`] of
+/// `total` samples, most first (then by name).
+fn worth_a_hint(counts: HashMap<&str, u64>, total: u64) -> Vec<(&str, u64)> {
+    let mut kept: Vec<(&str, u64)> = counts
+        .into_iter()
+        .filter(|(_, n)| total > 0 && *n as f64 >= total as f64 * UNNAMED_MODULE_SHARE)
+        .collect();
+    kept.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(b.0)));
+    kept
 }
 
 /// How the runtime called `process` is made to write a perf map.
