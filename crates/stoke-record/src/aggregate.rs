@@ -11,7 +11,7 @@ use stoke_sample::{Event, Sample, SampleMode, SwitchDirection};
 use stoke_unwind::{StackEnd, TruncationReason, UnwindMode};
 
 use crate::facts::{LiveProcfs, ModuleUnavailable, ProcessFacts};
-use crate::hash::FastMap;
+use crate::hash::{FastMap, FastSet};
 use crate::modules::ModuleTable;
 use crate::offcpu::{Closed, Intervals, OffCpuTime};
 use crate::processes::{is_file_backed, Processes};
@@ -79,7 +79,7 @@ pub struct Aggregator {
     /// Threads inside `execve` past its point of no return: until one is
     /// seen running the new program, its user registers may still be the
     /// old program's, whose mappings are gone.
-    in_exec: std::collections::HashSet<Tid>,
+    in_exec: FastSet<Tid>,
 }
 
 impl Aggregator {
@@ -132,7 +132,7 @@ impl Aggregator {
             off_cpu: OffCpuTime::default(),
             off_cpu_only: false,
             period_ns: 1_000_000_000 / 999,
-            in_exec: std::collections::HashSet::new(),
+            in_exec: FastSet::default(),
             merge_threads: false,
         }
     }
@@ -389,7 +389,7 @@ impl Aggregator {
                     self.stack_limit_hits += 1;
                 }
                 let process = self.processes.process_mut(sample.pid);
-                let unwound = self.unwinder.unwind(
+                end = Some(self.unwinder.unwind(
                     sample.pid,
                     process,
                     regs,
@@ -397,17 +397,7 @@ impl Aggregator {
                     &mut user,
                     &mut self.store,
                     self.facts.as_mut(),
-                );
-                end = Some(match unwound {
-                    // Less was copied than asked for: the kernel met memory
-                    // it could not read, and a larger copy would not help.
-                    StackEnd::Truncated(TruncationReason::StackCopyExhausted)
-                        if !stack.hit_limit =>
-                    {
-                        StackEnd::Truncated(TruncationReason::StackCopyCut)
-                    }
-                    other => other,
-                });
+                ));
             }
         }
         if end.is_none() {

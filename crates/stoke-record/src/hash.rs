@@ -3,11 +3,14 @@
 //! standard one, costs more than the rest of counting a seen stack; these
 //! tables are keyed by small ids and addresses, not by text a peer sends.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A `HashMap` with [`FxHasher`].
 pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A `HashSet` with [`FxHasher`].
+pub(crate) type FastSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// The FxHash state.
 #[derive(Clone, Copy, Debug, Default)]

@@ -124,6 +124,11 @@ impl DwarfUnwinder {
                     _ => end,
                 }
             }
+            // Less was copied than asked for: the kernel met memory it
+            // could not read, and a larger copy would not help.
+            (StackEnd::Truncated(TruncationReason::StackCopyExhausted), _) if !stack.hit_limit => {
+                StackEnd::Truncated(TruncationReason::StackCopyCut)
+            }
             _ => end,
         }
     }
