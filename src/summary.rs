@@ -383,16 +383,17 @@ fn worth_a_hint(counts: HashMap<&str, u64>, total: u64) -> Vec<(&str, u64)> {
     kept
 }
 
-/// How the runtime called `process` is made to write a perf map.
+/// How the runtime called `process` (its name, with `-PID` under
+/// `--per-process`) is made to write a perf map.
 fn jit_fix(process: &str) -> &'static str {
-    let name = process.rsplit('/').next().unwrap_or(process);
-    if name.starts_with("node") || name == "deno" {
+    let is = |runtime: &str| process.starts_with(runtime);
+    if is("node") || is("deno") {
         "start node with --perf-basic-prof (and --interpreted-frames-native-stack)"
-    } else if name == "java" || name.starts_with("java") {
+    } else if is("java") {
         "start java with -XX:+PreserveFramePointer and a perf map agent (or -XX:+DumpPerfMapAtExit)"
-    } else if name.starts_with("python") {
+    } else if is("python") {
         "start Python 3.12+ with -X perf"
-    } else if name == "dotnet" {
+    } else if is("dotnet") {
         "set DOTNET_PerfMapEnabled=1"
     } else {
         "have the runtime write a perf map"
