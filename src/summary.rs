@@ -387,8 +387,10 @@ fn worth_a_hint(counts: HashMap<&str, u64>, total: u64) -> Vec<(&str, u64)> {
 /// `--per-process`) is made to write a perf map.
 fn jit_fix(process: &str) -> &'static str {
     let is = |runtime: &str| process.starts_with(runtime);
-    if is("node") || is("deno") {
+    if is("node") {
         "start node with --perf-basic-prof (and --interpreted-frames-native-stack)"
+    } else if is("deno") {
+        "start deno with --v8-flags=--perf-basic-prof"
     } else if is("java") {
         "start java with -XX:+PreserveFramePointer and a perf map agent (or -XX:+DumpPerfMapAtExit)"
     } else if is("python") {
