@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{c_fixture, find_in_path, record_command, Build, LeftFiles, Recording};
+use common::{c_fixture, find_in_path, record_command, Build, LeftFiles, Recording, Stack};
 
 fn skip(test: &str, why: &str) {
     eprintln!("{test}: skipped: {why}");
@@ -46,9 +46,7 @@ fn native_code_called_from_jit_code_unwinds_to_main() {
 
 /// The share of samples whose stack ended truncated.
 fn truncated_share(recording: &Recording) -> f64 {
-    recording
-        .folded
-        .share(|s| s.frames.iter().any(|f| f.starts_with("[truncated")))
+    recording.folded.share(Stack::is_truncated)
 }
 
 #[test]

@@ -24,10 +24,7 @@ fn system_program(name: &str) -> Option<PathBuf> {
 fn assert_whole_stacks(folded: &Folded, program: &str, min_samples: u64) {
     let total = folded.total();
     assert!(total >= min_samples, "only {total} samples of {program}");
-    let whole = |s: &common::Stack| {
-        ROOTS.iter().any(|root| s.contains(root))
-            && !s.frames.iter().any(|f| f.starts_with("[truncated"))
-    };
+    let whole = |s: &common::Stack| ROOTS.iter().any(|root| s.contains(root)) && !s.is_truncated();
     let reach = folded.share(whole);
     let mut broken: Vec<_> = folded.stacks.iter().filter(|s| !whole(s)).collect();
     broken.sort_by_key(|s| std::cmp::Reverse(s.count));

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{c_fixture, c_fixture_with_flags, record_command, run, stoke_record, Build};
+use common::{c_fixture, c_fixture_with_flags, record_command, run, stoke_record, Build, HZ};
 
 /// The summary lines (`stoke: …`) of a run's stderr.
 fn summary_lines(stderr: &str) -> Vec<&str> {
@@ -22,7 +22,7 @@ fn short_lived_threads_that_escape_sampling_are_reported() {
     let fixture = c_fixture("short_threads", Build::FramePointers);
     let dir = tempfile::tempdir().expect("temporary folder");
     let outcome = run(stoke_record(dir.path())
-        .args(["-F", "999", "--per-task-events", "-o", "out.folded", "--"])
+        .args(["-F", HZ, "--per-task-events", "-o", "out.folded", "--"])
         .arg(&fixture)
         .arg("1"));
     // No sample at all is a possible outcome (nothing is then written): the

@@ -404,8 +404,7 @@ fn short_lived_threads_are_sampled_with_per_cpu_events() {
     let in_clone = |s: &Stack| s.contains("clone3") && !s.contains("start_thread");
     let creating =
         folded.count(|s| in_clone(s) && s.contains("pthread_create") && s.contains("main"));
-    let truncated =
-        folded.count(|s| in_clone(s) && s.frames.iter().any(|f| f.starts_with("[truncated")));
+    let truncated = folded.count(|s| in_clone(s) && s.is_truncated());
     assert!(
         creating > 0,
         "no sample of the main thread creating a thread reached main\n{:#?}",

@@ -115,19 +115,18 @@ fn a_shell_starting_commands_has_whole_stacks_through_vfork_and_execve() {
         ],
     );
     let folded = &recording.folded;
-    let truncated = |s: &Stack| s.frames.iter().any(|f| f.starts_with("[truncated"));
     let forking = folded.filter(|s| s.contains("__vfork"));
     assert!(
         forking.total() > 0,
         "no sample in vfork\n{}",
         recording.outcome
     );
-    assert_eq!(forking.count(truncated), 0, "{forking:#?}");
+    assert_eq!(forking.count(Stack::is_truncated), 0, "{forking:#?}");
     let execs = folded.filter(|s| s.root() == "true" && s.contains("__x64_sys_execve_[k]"));
-    assert_eq!(execs.count(truncated), 0, "{execs:#?}");
+    assert_eq!(execs.count(Stack::is_truncated), 0, "{execs:#?}");
     // What is left: a stack copy cut short by a page not yet faulted in as
     // a program starts, and similar rare cases.
-    let share = folded.share(truncated);
+    let share = folded.share(Stack::is_truncated);
     assert!(
         share < 0.05,
         "{:.1} % truncated\n{}",

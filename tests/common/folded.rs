@@ -28,6 +28,11 @@ impl Stack {
         self.frames.iter().filter(|f| *f == frame).count()
     }
 
+    /// Whether the stack stopped short of its root (a `[truncated: …]` frame).
+    pub fn is_truncated(&self) -> bool {
+        self.frames.iter().any(|f| f.starts_with("[truncated"))
+    }
+
     /// The innermost user-space frame (kernel frames, `_[k]`, skipped).
     pub fn user_leaf(&self) -> Option<&str> {
         self.frames
